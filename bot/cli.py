@@ -1,0 +1,110 @@
+"""Command line: `python run.py [--config F] COMMAND`. Settings are loaded once into ctx.obj."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bot.settings import Settings, SettingsError, load_settings
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
+
+
+@click.group(invoke_without_command=True)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=DEFAULT_CONFIG, show_default="config.toml",
+              help="Config file to use; goes before the command.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path) -> None:
+    """创业通 service. With no command, starts the development server.
+
+    Example: python run.py --config config.toml serve --workers 4
+    """
+    try:
+        ctx.obj = load_settings(config_path)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(run_dev)
+
+
+def make_app(settings: Settings) -> Any:
+    """Create the app, turning start-up errors into one clear line."""
+    from bot import create_app
+    try:
+        return create_app(settings)
+    except (SettingsError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command("dev")
+@click.pass_obj
+def run_dev(settings: Settings) -> None:
+    """Start the development server (demo). Example: python run.py dev"""
+    app = make_app(settings)
+    host, port = settings.server.host, settings.server.port
+    click.echo(f"创业通已启动: http://{host}:{port}/simulator  (webhook: /wechat)")
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+@cli.command()
+@click.option("--workers", type=int, default=None, help="Worker processes (default: [server] workers).")
+@click.option("--bind", default=None, help="host:port (default: [server] host and port).")
+@click.pass_obj
+def serve(settings: Settings, workers: int | None, bind: str | None) -> None:
+    """Run under gunicorn for production. Example: python run.py serve --workers 4"""
+    from gunicorn.app.base import BaseApplication
+
+    app = make_app(settings)
+    options = {
+        "bind": bind or f"{settings.server.host}:{settings.server.port}",
+        "workers": workers or settings.server.workers,
+        "worker_class": "gthread",
+        "threads": 4,
+        "timeout": 30,
+        "accesslog": None,
+    }
+
+    class Gunicorn(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return app
+
+    Gunicorn().run()
+
+
+@cli.command()
+@click.option("--openid", default="cli-user", show_default=True, help="Subscriber to act as.")
+@click.pass_obj
+def chat(settings: Settings, openid: str) -> None:
+    """Chat with the bot in the terminal, through the signed webhook path. Example: python run.py chat"""
+    from bot import runtime as current_runtime
+    from bot.phone import Phone
+
+    app = make_app(settings)
+    phone = Phone(app, settings)
+    click.echo("输入消息后回车；输入 /quit 退出。")
+    click.echo(phone.send_event(openid, "subscribe"))
+    while True:
+        try:
+            text = input("我> ")
+        except (EOFError, KeyboardInterrupt):
+            break
+        if text.strip() == "/quit":
+            break
+        click.echo("创业通> " + (phone.send_text(openid, text) or "（无回复）"))
+        with app.app_context():
+            current_runtime().deliver_pending()
+
+
+@cli.command("init-db")
+@click.pass_obj
+def init_db(settings: Settings) -> None:
+    """Create or upgrade the database. Example: python run.py init-db"""
+    from bot import db
+    db.migrate(settings.storage.database)
+    click.echo(f"数据库已就绪: {settings.storage.database}")

@@ -1,0 +1,292 @@
+"""SQLite storage: connection, migrations and every SQL statement, as domain verbs.
+
+All processes (gunicorn workers, the CLI) share one database file in WAL mode; writes that
+read before they write take the lock up front (BEGIN IMMEDIATE) so concurrent workers
+queue instead of failing.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("chuangyetong")
+
+
+def connect(path: str | Path) -> Database:
+    """Open the database file (creating its folder) with settings safe for many processes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return Database(conn, execute_plugins=False)
+
+
+def migrate(path: str | Path) -> None:
+    """Apply pending migrations; a file lock keeps concurrent starters from racing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        db = connect(path)
+        try:
+            migrations.apply(db)
+        finally:
+            db.close()
+
+
+@contextlib.contextmanager
+def immediate(db: Database) -> Iterator[Database]:
+    """A write transaction that takes the write lock at once (read-then-write safety)."""
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.conn.execute("ROLLBACK")
+        raise
+    else:
+        db.conn.execute("COMMIT")
+
+
+def now() -> float:
+    """Current Unix time; one place so the storage layer agrees on the clock."""
+    return time.time()
+
+
+# --- schema -------------------------------------------------------------------------
+
+
+@migrations()
+def m001_core(db: Database) -> None:
+    # One row per inbound message: it is the dedupe record (key = MsgId, or openid plus
+    # CreateTime for events) and the conversation log the console reads.
+    db["messages"].create({
+        "id": int, "dedupe_key": str, "openid": str, "msg_id": str, "msg_type": str,
+        "content": str, "reply": str, "reply_kind": str, "topic": str, "band": str,
+        "state": str, "received_at": float, "latency_ms": float,
+    }, pk="id", not_null={"dedupe_key", "openid", "received_at"})
+    db["messages"].create_index(["dedupe_key"], unique=True)
+    db["messages"].create_index(["openid", "received_at"])
+    db["messages"].create_index(["received_at"])
+    db["subscribers"].create({
+        "openid": str, "subscribed": int, "subscribed_at": float,
+        "unsubscribed_at": float, "last_seen_at": float,
+    }, pk="openid")
+    # Per-user conversational state outside forms: the last list shown (menu, category,
+    # suggestions) and the unread rest of a long answer.
+    db["user_state"].create({"openid": str, "state": str, "updated_at": float}, pk="openid")
+    # Messages sent later through the customer-service API (late replies, notices, pushes
+    # in the 48-hour window). In demo mode they land in the simulator's inbox instead.
+    db["outbox"].create({
+        "id": int, "openid": str, "text": str, "source": str, "status": str,
+        "attempts": int, "errcode": int, "error": str, "next_attempt_at": float,
+        "created_at": float, "sent_at": float,
+    }, pk="id", not_null={"openid", "text", "status", "created_at"}, defaults={"attempts": 0})
+    db["outbox"].create_index(["status", "next_attempt_at"])
+    db["inbox"].create({"id": int, "openid": str, "text": str, "created_at": float},
+                       pk="id", not_null={"openid", "text", "created_at"})
+    db["inbox"].create_index(["openid", "id"])
+    db["kv"].create({"key": str, "value": str, "expires_at": float}, pk="key")
+    db["unanswered"].create({
+        "id": int, "openid": str, "question": str, "band": str, "best_topic": str,
+        "score": float, "status": str, "created_at": float,
+    }, pk="id", not_null={"question", "status", "created_at"})
+    db["unanswered"].create_index(["status", "created_at"])
+
+
+# --- messages: dedupe and log --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeenMessage:
+    """A message already received: its stored reply, if one was given in time."""
+    state: str
+    reply: str | None
+    reply_kind: str | None
+
+
+def remember_message(db: Database, key: str, openid: str, msg_id: str, msg_type: str,
+                     content: str) -> SeenMessage | None:
+    """Record an inbound message; return the earlier record if this key was seen before."""
+    try:
+        db.conn.execute(
+            "INSERT INTO messages (dedupe_key, openid, msg_id, msg_type, content, state,"
+            " received_at) VALUES (?, ?, ?, ?, ?, 'processing', ?)",
+            (key, openid, msg_id, msg_type, content, now()),
+        )
+        db.conn.commit()
+        return None
+    except sqlite3.IntegrityError:
+        row = db.conn.execute(
+            "SELECT state, reply, reply_kind FROM messages WHERE dedupe_key = ?", (key,)
+        ).fetchone()
+        return SeenMessage(*row)
+
+
+def record_reply(db: Database, key: str, reply: str, reply_kind: str, topic: str | None,
+                 band: str | None, state: str) -> None:
+    """Store the reply given to a message (state: replied, deferred or delivered late)."""
+    db.conn.execute(
+        "UPDATE messages SET reply = ?, reply_kind = ?, topic = ?, band = ?, state = ?,"
+        " latency_ms = (? - received_at) * 1000 WHERE dedupe_key = ?",
+        (reply, reply_kind, topic, band, state, now(), key),
+    )
+    db.conn.commit()
+
+
+def recent_messages(db: Database, openid: str, limit: int = 50) -> list[dict[str, Any]]:
+    """A subscriber's latest messages with the bot's replies, newest first."""
+    return list(db.query(
+        "SELECT * FROM messages WHERE openid = ? ORDER BY received_at DESC, id DESC LIMIT ?",
+        [openid, limit]))
+
+
+# --- subscribers ---------------------------------------------------------------------
+
+
+def touch_subscriber(db: Database, openid: str, subscribed: bool | None = None) -> None:
+    """Note that a user interacted (opens the 48-hour window); track (un)subscription."""
+    t = now()
+    db.conn.execute(
+        "INSERT INTO subscribers (openid, subscribed, subscribed_at, last_seen_at)"
+        " VALUES (?, 1, ?, ?) ON CONFLICT(openid) DO UPDATE SET last_seen_at = excluded.last_seen_at",
+        (openid, t, t),
+    )
+    if subscribed is True:
+        db.conn.execute("UPDATE subscribers SET subscribed = 1, subscribed_at = ? WHERE openid = ?",
+                        (t, openid))
+    elif subscribed is False:
+        db.conn.execute("UPDATE subscribers SET subscribed = 0, unsubscribed_at = ? WHERE openid = ?",
+                        (t, openid))
+    db.conn.commit()
+
+
+# --- per-user state ------------------------------------------------------------------
+
+
+def load_state(db: Database, openid: str) -> dict[str, Any]:
+    """The user's conversational state (empty dict if none)."""
+    row = db.conn.execute("SELECT state FROM user_state WHERE openid = ?", (openid,)).fetchone()
+    return json.loads(row[0]) if row else {}
+
+
+def save_state(db: Database, openid: str, state: dict[str, Any]) -> None:
+    """Replace the user's conversational state."""
+    db.conn.execute(
+        "INSERT INTO user_state (openid, state, updated_at) VALUES (?, ?, ?)"
+        " ON CONFLICT(openid) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+        (openid, json.dumps(state, ensure_ascii=False), now()),
+    )
+    db.conn.commit()
+
+
+# --- outbox and simulator inbox ------------------------------------------------------
+
+
+def enqueue_message(db: Database, openid: str, text: str, source: str) -> int:
+    """Queue a message for delivery through the customer-service API; returns its id."""
+    cur = db.conn.execute(
+        "INSERT INTO outbox (openid, text, source, status, attempts, next_attempt_at, created_at)"
+        " VALUES (?, ?, ?, 'pending', 0, ?, ?)",
+        (openid, text, source, now(), now()),
+    )
+    db.conn.commit()
+    return int(cur.lastrowid)
+
+
+def claim_outbox(db: Database, limit: int = 20, lease_seconds: float = 60.0) -> list[dict[str, Any]]:
+    """Take due outbox rows for delivery; a lease stops two workers sending the same row."""
+    t = now()
+    with immediate(db):
+        rows = [dict(r) for r in db.query(
+            "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+            " ORDER BY id LIMIT ?", [t, limit])]
+        for r in rows:
+            db.conn.execute("UPDATE outbox SET next_attempt_at = ? WHERE id = ?",
+                            (t + lease_seconds, r["id"]))
+    return rows
+
+
+def finish_outbox(db: Database, row_id: int, errcode: int = 0, error: str = "",
+                  retry_in: float | None = None, max_attempts: int = 5) -> None:
+    """Mark an outbox row sent, or failed: retried after retry_in until max_attempts."""
+    if errcode == 0:
+        db.conn.execute("UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
+                        " errcode = 0, error = '' WHERE id = ?", (now(), row_id))
+    else:
+        attempts = db.conn.execute("SELECT attempts FROM outbox WHERE id = ?",
+                                   (row_id,)).fetchone()[0] + 1
+        give_up = retry_in is None or attempts >= max_attempts
+        db.conn.execute(
+            "UPDATE outbox SET status = ?, attempts = ?, errcode = ?, error = ?, next_attempt_at = ?"
+            " WHERE id = ?",
+            ("failed" if give_up else "pending", attempts, errcode, error,
+             now() + (retry_in or 0), row_id),
+        )
+    db.conn.commit()
+
+
+def add_to_inbox(db: Database, openid: str, text: str) -> None:
+    """Deliver a pushed message to the simulator (demo mode)."""
+    db.conn.execute("INSERT INTO inbox (openid, text, created_at) VALUES (?, ?, ?)",
+                    (openid, text, now()))
+    db.conn.commit()
+
+
+def inbox_since(db: Database, openid: str, after_id: int) -> list[dict[str, Any]]:
+    """Simulator inbox messages for a user newer than after_id."""
+    return list(db.query("SELECT id, text, created_at FROM inbox WHERE openid = ? AND id > ?"
+                         " ORDER BY id", [openid, after_id]))
+
+
+# --- key/value with expiry (access token cache) ----------------------------------------
+
+
+def kv_get(db: Database, key: str) -> str | None:
+    """A stored value, or None when absent or expired."""
+    row = db.conn.execute("SELECT value, expires_at FROM kv WHERE key = ?", (key,)).fetchone()
+    if row is None or (row[1] is not None and row[1] <= now()):
+        return None
+    return row[0]
+
+
+def kv_set(db: Database, key: str, value: str, ttl: float | None = None) -> None:
+    """Store a value, optionally expiring after ttl seconds."""
+    db.conn.execute(
+        "INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE"
+        " SET value = excluded.value, expires_at = excluded.expires_at",
+        (key, value, None if ttl is None else now() + ttl),
+    )
+    db.conn.commit()
+
+
+def kv_delete(db: Database, key: str) -> None:
+    """Remove a stored value."""
+    db.conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+    db.conn.commit()
+
+
+# --- unanswered questions --------------------------------------------------------------
+
+
+def record_unanswered(db: Database, openid: str, question: str, band: str,
+                      best_topic: str | None, score: float) -> None:
+    """Keep a question the bot could not answer, for staff to review."""
+    db.conn.execute(
+        "INSERT INTO unanswered (openid, question, band, best_topic, score, status, created_at)"
+        " VALUES (?, ?, ?, ?, ?, 'open', ?)",
+        (openid, question, band, best_topic, score, now()),
+    )
+    db.conn.commit()
