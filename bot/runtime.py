@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -41,6 +43,8 @@ class Runtime:
         self.settings = settings
         self.router = router
         self.library = library
+        # Time for handlers (ctx.now()); tests replace it to move the clock.
+        self.clock: Callable[[], float] = time.time
         storage.migrate(settings.storage.database)
         key = load_or_create_key(settings.storage.encryption_key, settings.data_dir / "secret.key")
         self.vault = Vault(key)
@@ -68,7 +72,8 @@ class Runtime:
 
     def context(self, database: Database) -> Context:
         """A handler context on the given connection."""
-        return Context(settings=self.settings, db=database, library=self.library, vault=self.vault)
+        return Context(settings=self.settings, db=database, library=self.library, vault=self.vault,
+                       clock=self.clock)
 
     # --- answering -----------------------------------------------------------------
 

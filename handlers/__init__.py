@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from bot.router import Reply, Router
-from handlers import commands, events, fallback, media, paging, texts
+from handlers import commands, events, fallback, media, paging, registration, texts
 
-# Order matters: commands and events first, then paging, then the fallback.
-HANDLER_MODULES = (commands, events, media, paging, fallback)
+# Order matters: commands first, then the active form (registration also claims its three
+# menu CLICK keys, which the events module's catch-all would otherwise swallow), events,
+# then paging, then the fallback.
+HANDLER_MODULES = (commands, registration, events, media, paging, fallback)
 
 
 def build_router() -> Router:
