@@ -1,4 +1,4 @@
-"""Parsing of form answers: phone, ID card, name, amount, township, yes/no-free helpers.
+"""Parsing of form answers: phone, ID card, name, loan amount, township.
 
 Each parser returns the cleaned value or raises Invalid with a short English reason code;
 handlers turn the code into a Chinese hint. Full-width digits, spaces and dashes are
@@ -140,12 +140,11 @@ def match_township(text: str, townships: tuple[str, ...]) -> PlaceMatch:
     for name in townships:
         if typed == name or (stem and stem == _SUFFIX.sub("", name)):
             return PlaceMatch(name, True)
-    scored = sorted(((fuzz.ratio(stem, _SUFFIX.sub("", n)), n) for n in townships), reverse=True)
-    # A township named inside a longer answer ("石桥镇石门村") counts as sure.
+    # A township named at the start of a longer answer ("石桥镇石门村") counts as sure.
     for name in townships:
         if typed.startswith(name):
             return PlaceMatch(name, True)
-    best_score, best = scored[0]
+    best_score, best = max((fuzz.ratio(stem, _SUFFIX.sub("", n)), n) for n in townships)
     if best_score >= 50:
         return PlaceMatch(best, False)
     raise Invalid("unknown")

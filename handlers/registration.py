@@ -77,12 +77,12 @@ def show_status(inbound: Inbound, ctx: Context) -> Reply:
         text = "您的申请：\n\n" + "\n\n".join(_describe(row) for row in rows)
     else:
         text = "您还没有提交过申请。回复“报名培训”或“申请贷款”开始办理。"
+    for d in dialogues:
+        if d.status != engine.ACTIVE:
+            text += f"\n\n您还有一份没填完的{TITLE[d.form]}，回复“{RESUME_WORD[d.form]}”接着填。"
     active = _active(dialogues)
     if active is not None:
         text += f"\n\n——\n接着填{TITLE[active.form]}：\n" + _prompt(active, ctx)
-    else:
-        for d in dialogues:
-            text += f"\n\n您还有一份没填完的{TITLE[d.form]}，回复“{RESUME_WORD[d.form]}”接着填。"
     return Reply(text=text)
 
 
