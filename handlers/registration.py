@@ -159,7 +159,9 @@ def _start(kind: str, inbound: Inbound, ctx: Context) -> Reply:
 
 
 def _resume(dialogue: Dialogue, dialogues: list[Dialogue], ctx: Context) -> Reply:
+    dialogue.cancelling = False  # coming back means the user wants to go on
     if dialogue.status == engine.ACTIVE:
+        engine.save(ctx.db, ctx.vault, dialogue, ctx.now())
         return Reply(text=f"您正在填写{TITLE[dialogue.form]}，接着回答就好：\n\n" + _prompt(dialogue, ctx))
     paused_note = _pause_others(dialogues, dialogue.form, ctx)
     ctx.extras.pop("registration_notes", None)  # the user is already coming back
