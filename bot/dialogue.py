@@ -23,6 +23,7 @@ SUMMARY = "@summary"  # the step after the last field: show everything, wait for
 ACTIVE = "active"
 PAUSED = "paused"    # by the user (menu) or by idling past the timeout
 EXPIRED = "expired"  # paused by the timeout: the user is told once on the next message
+DROPPED = "dropped"  # finished or cancelled: deleted from storage, not to be saved again
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,7 @@ def save(database: Database, vault: Vault, dialogue: Dialogue, now: float) -> No
 def drop(database: Database, dialogue: Dialogue) -> None:
     """Forget the dialogue (finished, cancelled or too old)."""
     storage.delete_dialogue(database, dialogue.openid, dialogue.form)
+    dialogue.status = DROPPED
 
 
 def _from_row(row: Mapping[str, Any], vault: Vault) -> Dialogue:

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 from bot.router import Reply, Router
-from handlers import commands, events, fallback, media, paging, registration, texts
+from handlers.ask import describe as describe_match
+from handlers import ask, events, media, menu, paging, registration, services, texts
 
-# Order matters: commands first, then the active form (registration also claims its three
-# menu CLICK keys, which the events module's catch-all would otherwise swallow), events,
-# then paging, then the fallback.
-HANDLER_MODULES = (commands, registration, events, media, paging, fallback)
+__all__ = ["HANDLER_MODULES", "build_router", "describe_match"]
+
+# Order matters: events, then the active form (it must see answers such as digits before
+# the menu does; it lets the menu words through and pauses itself), menu words and digits,
+# paging, services, then the policy matcher as the last resort for any text.
+HANDLER_MODULES = (events, registration, menu, media, paging, services, ask)
 
 
 def build_router() -> Router:

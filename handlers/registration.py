@@ -21,8 +21,8 @@ from bot.router import Context, Inbound, Reply, Router
 from bot.settings import Course
 from bot.validators import (Invalid, match_township, normalize, parse_amount, parse_id_number,
                             parse_name, parse_phone)
-from handlers.commands import MENU_WORDS
 from handlers.paging import MORE_WORDS
+from handlers.texts import MENU_WORDS
 
 router = Router()
 
@@ -80,7 +80,7 @@ def show_status(inbound: Inbound, ctx: Context) -> Reply:
     for d in dialogues:
         if d.status != engine.ACTIVE:
             text += f"\n\n您还有一份没填完的{TITLE[d.form]}，回复“{RESUME_WORD[d.form]}”接着填。"
-    active = _active(dialogues)
+    active = _active(dialogues, ctx)
     if active is not None:
         text += f"\n\n——\n接着填{TITLE[active.form]}：\n" + _prompt(active, ctx)
     return Reply(text=text)
@@ -103,30 +103,41 @@ def resume_form(inbound: Inbound, ctx: Context) -> Reply:
 def continue_form(inbound: Inbound, ctx: Context) -> Reply | None:
     """The answer to the active form's pending question (or 取消 / 上一步 / a question)."""
     text = _plain(inbound.text)
-    if text in MORE_WORDS:
-        return None  # the next page of a long answer
-    dialogue = _active(_dialogues(ctx, inbound.openid))
+    if text in MORE_WORDS or text in MENU_WORDS:
+        return None  # the next page of a long answer; the menu (which pauses the form)
+    dialogue = _active(_dialogues(ctx, inbound.openid), ctx)
     if dialogue is None:
         return None
     reply = _advance(dialogue, inbound.text, ctx)
-    if dialogue.status != "gone":
+    if dialogue.status != engine.DROPPED:
         engine.save(ctx.db, ctx.vault, dialogue, ctx.now())
     return reply
 
 
 @router.after
-def pause_on_menu(inbound: Inbound, ctx: Context, reply: Reply) -> Reply:
-    """菜单 pauses the active form; notes about expired forms go before any reply."""
+def tidy_forms(inbound: Inbound, ctx: Context, reply: Reply) -> Reply:
+    """After any text: pause the form on 菜单, and expire idle forms with a note first."""
     if inbound.kind != "text":
         return reply
-    if _plain(inbound.text) in MENU_WORDS:
-        active = _active(_dialogues(ctx, inbound.openid))
-        if active is not None:
-            active.status = engine.PAUSED
-            engine.save(ctx.db, ctx.vault, active, ctx.now())
-            reply = reply.with_text(reply.text + f"\n\n（{TITLE[active.form]}已暂停，"
-                                                 f"回复“{RESUME_WORD[active.form]}”可接着填。）")
-    notes = ctx.extras.pop("registration_notes", [])
+    settings = ctx.settings.dialogue
+    now = ctx.now()
+    notes = []
+    for d in engine.load_all(ctx.db, ctx.vault, inbound.openid):
+        if not engine.is_resumable(d, now, settings.resume_hours * 3600):
+            if d.status == engine.ACTIVE:
+                notes.append(f"您之前没填完的{TITLE[d.form]}已经过期，需要的话请重新开始。")
+            engine.drop(ctx.db, d)
+        elif engine.is_idle(d, now, settings.timeout_minutes * 60):
+            d.status = engine.EXPIRED
+            engine.save(ctx.db, ctx.vault, d, d.updated_at)  # the resume window runs from the last answer
+            where = "确认提交" if d.step == SUMMARY else f"“{_short_label(d)}”"
+            notes.append(f"您的{TITLE[d.form]}超过{settings.timeout_minutes}分钟没有回复，已经暂停。"
+                         f"{settings.resume_hours}小时内回复“{RESUME_WORD[d.form]}”，可以从{where}接着填。")
+        elif d.status == engine.ACTIVE and _plain(inbound.text) in MENU_WORDS:
+            d.status = engine.PAUSED
+            engine.save(ctx.db, ctx.vault, d, now)
+            reply = reply.with_text(reply.text + f"\n\n（{TITLE[d.form]}已暂停，"
+                                                 f"回复“{RESUME_WORD[d.form]}”可接着填。）")
     if notes:
         reply = Reply(text="\n".join(notes)) if reply.kind == "empty" else \
             reply.with_text("\n".join(notes) + "\n\n" + reply.text)
@@ -164,7 +175,6 @@ def _resume(dialogue: Dialogue, dialogues: list[Dialogue], ctx: Context) -> Repl
         engine.save(ctx.db, ctx.vault, dialogue, ctx.now())
         return Reply(text=f"您正在填写{TITLE[dialogue.form]}，接着回答就好：\n\n" + _prompt(dialogue, ctx))
     paused_note = _pause_others(dialogues, dialogue.form, ctx)
-    ctx.extras.pop("registration_notes", None)  # the user is already coming back
     dialogue.status = engine.ACTIVE
     engine.save(ctx.db, ctx.vault, dialogue, ctx.now())
     return Reply(text=paused_note + f"好的，接着填{TITLE[dialogue.form]}，之前填的都还在。\n\n"
@@ -188,7 +198,6 @@ def _advance(d: Dialogue, raw: str, ctx: Context) -> Reply:
     if d.cancelling:
         if text in YES_WORDS or text in CANCEL_WORDS:
             engine.drop(ctx.db, d)
-            d.status = "gone"
             start = "报名培训" if d.form == TRAINING else "申请贷款"
             return Reply(text=f"已取消{TITLE[d.form]}，填写的内容没有保存。需要时回复“{start}”重新开始。")
         if text in NO_WORDS:
@@ -260,34 +269,17 @@ def _policy_answer(raw: str, d: Dialogue, ctx: Context) -> Reply | None:
 
 
 def _dialogues(ctx: Context, openid: str) -> list[Dialogue]:
-    """The user's forms; an idle active one expires here (noted once), stale ones go away."""
-    cache = ctx.extras.setdefault("registration_dialogues", {})
-    if openid in cache:
-        return [d for d in cache[openid] if d.status != "gone"]
-    settings = ctx.settings.dialogue
-    now = ctx.now()
-    kept = []
-    for d in engine.load_all(ctx.db, ctx.vault, openid):
-        if not engine.is_resumable(d, now, settings.resume_hours * 3600):
-            engine.drop(ctx.db, d)
-            if d.status == engine.ACTIVE:
-                ctx.extras.setdefault("registration_notes", []).append(
-                    f"您之前没填完的{TITLE[d.form]}已经过期，需要的话请重新开始。")
-            continue
-        if engine.is_idle(d, now, settings.timeout_minutes * 60):
-            d.status = engine.EXPIRED
-            engine.save(ctx.db, ctx.vault, d, d.updated_at)  # the resume window runs from the last answer
-            where = "确认提交" if d.step == SUMMARY else f"“{_short_label(d)}”"
-            ctx.extras.setdefault("registration_notes", []).append(
-                f"您的{TITLE[d.form]}超过{settings.timeout_minutes}分钟没有回复，已经暂停。"
-                f"{settings.resume_hours}小时内回复“{RESUME_WORD[d.form]}”，可以从{where}接着填。")
-        kept.append(d)
-    cache[openid] = kept
-    return kept
+    """The user's forms still within the resume window (tidy_forms clears older ones)."""
+    hours = ctx.settings.dialogue.resume_hours
+    return [d for d in engine.load_all(ctx.db, ctx.vault, openid)
+            if engine.is_resumable(d, ctx.now(), hours * 3600)]
 
 
-def _active(dialogues: list[Dialogue]) -> Dialogue | None:
-    return next((d for d in dialogues if d.status == engine.ACTIVE), None)
+def _active(dialogues: list[Dialogue], ctx: Context) -> Dialogue | None:
+    """The form being filled in, unless it idled past the timeout (it expires after this reply)."""
+    timeout = ctx.settings.dialogue.timeout_minutes * 60
+    return next((d for d in dialogues
+                 if d.status == engine.ACTIVE and not engine.is_idle(d, ctx.now(), timeout)), None)
 
 
 # --- submission --------------------------------------------------------------------------
@@ -315,7 +307,6 @@ def _submit(d: Dialogue, ctx: Context) -> Reply:
                       stage=a["stage"])
     result = db.add_application(ctx.db, record, PREFIX[d.form], ctx.now(), capacity)
     engine.drop(ctx.db, d)
-    d.status = "gone"
     row = result.application
     if not result.created:
         return Reply(text="您已经有一份同样的申请正在办理，不用重复提交：\n\n" + _describe(row))

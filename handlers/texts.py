@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from bot.settings import Settings
 
+# Words that show the main menu in any state (and pause an open form).
+MENU_WORDS = ("菜单", "帮助", "0", "０", "主菜单", "menu", "help", "?", "？")
+
 MAIN_MENU_ITEMS = (
     "五个放宽（开业、登记、场地）",
     "五个鼓励（返乡、干部、能人创业）",
@@ -32,3 +35,9 @@ def welcome(settings: Settings) -> str:
 def error_reply(settings: Settings) -> str:
     """When something went wrong on our side."""
     return f"抱歉，系统刚才出了点问题，请稍后再试。着急可以打电话：{settings.county.hotline}"
+
+
+def contact(settings: Settings) -> str:
+    """How to reach the bureau."""
+    c = settings.county
+    return f"{c.bureau}\n地址：{c.address}\n时间：{c.hours}\n电话：{c.hotline}"

@@ -17,9 +17,10 @@ from bot.cli import cli
 from bot.export import COLUMNS
 from tests.conftest import Chat, make_settings
 from tests.test_registration import (COURSES, ID, LOAN_TO_SUMMARY, PHONE, TRAINING_TO_SUMMARY,
-                                     converse, make_id)
+                                     converse, library, make_id, shared_library)
 
 ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["library", "shared_library"]  # fixtures: one knowledge base for all tests here
 
 
 @pytest.fixture
