@@ -2,8 +2,10 @@
 
 One question per message; the engine in bot/dialogue.py keeps the answers. This module
 holds the wording, the checks' hints and what happens on submission. While a form is
-active it sees every text first (after the always-valid commands); a paused form is left
-alone until the user says "继续报名" / "继续申请".
+active it sees every text before the menu and the matcher, except the menu words, which
+pause it; a paused form is left alone until the user says "继续报名" / "继续申请".
+start_training, start_loan and show_status are also run by the menu (4, 5, 6) and by the
+matcher's service topics (handlers/services.py ACTIONS).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ TRAINING, LOAN = "training", "loan"
 PREFIX = {TRAINING: "PX", LOAN: "DK"}
 TITLE = {TRAINING: "培训报名", LOAN: "贷款申请"}
 RESUME_WORD = {TRAINING: "继续报名", LOAN: "继续申请"}
+START_WORD = {TRAINING: "报名培训", LOAN: "申请贷款"}
 
 TRAINING_WORDS = ("我要报名培训", "报名培训", "培训报名", "我要报名", "报名", "我要培训")
 LOAN_WORDS = ("我要申请贷款", "申请贷款", "贷款申请", "我要贷款")
@@ -90,10 +93,12 @@ def show_status(inbound: Inbound, ctx: Context) -> Reply:
 def resume_form(inbound: Inbound, ctx: Context) -> Reply:
     """Continue a paused or expired form where it stopped."""
     word = _plain(inbound.text)
+    # "继续报名" / "继续申请" name the form; "继续填写" takes the most recent one.
+    forms = [kind for kind, resume in RESUME_WORD.items() if resume == word] or list(RESUME_WORD)
     dialogues = _dialogues(ctx, inbound.openid)
-    wanted = [d for d in dialogues if word not in RESUME_WORD.values() or RESUME_WORD[d.form] == word]
+    wanted = [d for d in dialogues if d.form in forms]
     if not wanted:
-        start = "报名培训" if word == RESUME_WORD[TRAINING] else "申请贷款" if word == RESUME_WORD[LOAN] else "报名培训”或“申请贷款"
+        start = "”或“".join(START_WORD[kind] for kind in forms)
         return Reply(text=f"没有可以接着填的内容（超过{ctx.settings.dialogue.resume_hours}小时的会自动清除）。"
                           f"回复“{start}”重新开始。")
     return _resume(wanted[0], dialogues, ctx)
@@ -198,8 +203,8 @@ def _advance(d: Dialogue, raw: str, ctx: Context) -> Reply:
     if d.cancelling:
         if text in YES_WORDS or text in CANCEL_WORDS:
             engine.drop(ctx.db, d)
-            start = "报名培训" if d.form == TRAINING else "申请贷款"
-            return Reply(text=f"已取消{TITLE[d.form]}，填写的内容没有保存。需要时回复“{start}”重新开始。")
+            return Reply(text=f"已取消{TITLE[d.form]}，填写的内容没有保存。"
+                              f"需要时回复“{START_WORD[d.form]}”重新开始。")
         if text in NO_WORDS:
             d.cancelling = False
             return Reply(text="好的，我们接着填。\n\n" + _prompt(d, ctx))
@@ -257,8 +262,6 @@ def _next(d: Dialogue, ctx: Context) -> Reply:
 
 def _policy_answer(raw: str, d: Dialogue, ctx: Context) -> Reply | None:
     """A policy question asked mid-form: answer it, then repeat the pending question."""
-    if ctx.library is None:
-        return None
     match = ctx.library.match(raw)
     if match.band != "answer":
         return None

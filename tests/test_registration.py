@@ -177,6 +177,18 @@ def test_loan_amount_in_words_or_digits(chat, typed, shown):
     assert f"贷款金额：{shown}" in chat.say("东门社区")
 
 
+def test_main_menu_digits_start_forms_and_show_status(chat):
+    chat.say("菜单")
+    assert "请选择要报名的培训课程" in chat.say("4")
+    assert "张三" not in chat.say("菜单")
+    assert "接着填培训报名" in chat.say("4")  # the paused form resumes
+    chat.say("菜单")
+    assert "多少贷款" in chat.say("5")
+    chat.say("菜单")
+    status = chat.say("6")
+    assert "还没有提交过申请" in status and "继续报名" in status and "继续申请" in status
+
+
 def test_menu_clicks_start_forms_and_show_status(chat):
     assert "请选择要报名的培训课程" in chat.event("CLICK", "MENU_TRAINING")
     assert "您还没有提交过申请" in chat.event("CLICK", "MENU_STATUS")
@@ -388,13 +400,14 @@ def test_second_open_loan_shows_the_first(chat, database):
     assert "多少贷款" in chat.say("申请贷款")  # a closed one no longer blocks
 
 
-def test_duplicate_submitted_from_two_open_forms_is_stored_once(client, database):
-    # Two devices of one user finish the same course at once (openid shared).
-    chat = Chat(client, "o-twice")
+def test_duplicate_submitted_elsewhere_meanwhile_is_not_stored_twice(chat, database):
     converse(chat, TRAINING_TO_SUMMARY)
-    ref = PX.search(chat.say("确认")).group()
-    rows = db.list_applications(database)
-    assert len(rows) == 1 and rows[0]["ref"] == ref
+    # The same user's other device (another worker) submits the same course first.
+    other = db.add_application(database, {"type": "training", "openid": chat.openid, "name": "张三",
+                                          "course_id": "veg", "course_name": "高山蔬菜"}, "PX", time.time())
+    reply = chat.say("确认")
+    assert "不用重复提交" in reply and other.application["ref"] in reply
+    assert database["applications"].count == 1 and database["dialogues"].count == 0
 
 
 def test_full_course_puts_applicant_on_waiting_list(client):
