@@ -49,7 +49,10 @@ EDIT_PREFIX = re.compile(r"^(我要|我想)?(修改|更改|改一下|改)")
 STAGES = {"running": "已经在经营", "planned": "准备开办"}
 _RUNNING = ("已经", "在经营", "正在", "经营中", "开了", "在做", "运营")
 _PLANNED = ("准备", "计划", "打算", "还没", "筹备", "想开", "新开", "没开")
-_QUESTION = re.compile(r"[?？]|吗$|呢$|怎么|什么|多少|如何|能不能|可不可以|哪里|哪些|为什么")
+# A question typed where an answer was expected: sure signs, and words that are only
+# a question when the knowledge base knows the topic ("买什么设备" is a fine purpose).
+_QUESTION = re.compile(r"[?？]|[吗呢么]$")
+_QUESTION_WORDS = re.compile(r"怎么|什么|多少|如何|能不能|可不可以|哪里|哪些|为什么|咋")
 _TRAILING = re.compile(r"[\s。．.！!，,~～]+$")
 
 
@@ -236,8 +239,8 @@ def _advance(d: Dialogue, raw: str, ctx: Context) -> Reply:
     text = check.hint
     if d.attempts >= ctx.settings.dialogue.max_attempts:
         county = ctx.settings.county
-        text += (f"\n\n填写有困难的话，可以拨打{county.hotline}，或到{county.address}，"
-                 "请工作人员帮您办理；回复“取消”可以先退出。")
+        text += (f"\n\n填写有困难的话，可以回复“转人工”，或拨打{county.hotline}，"
+                 f"也可以到{county.address}请工作人员帮您办理；回复“取消”可以先退出。")
     return Reply(text=text + "\n\n" + _prompt(d, ctx))
 
 
@@ -447,6 +450,8 @@ def _profile(ctx: Context, openid: str) -> dict | None:
 
 
 def check_name(text: str, ctx: Context, d: Dialogue) -> Check:
+    if _is_reply_word(text):
+        return Check(hint="这里请填写您的姓名，例如：张三。")
     try:
         return Check(parse_name(text))
     except Invalid as exc:
@@ -505,7 +510,7 @@ def check_township(text: str, ctx: Context, d: Dialogue) -> Check:
 
 
 def check_village(text: str, ctx: Context, d: Dialogue) -> Check:
-    return _free_text(text, 2, 30, "请输入村（社区）的名字，例如：石门村。")
+    return _free_text(text, ctx, 2, 30, "请输入村（社区）的名字，例如：石门村。")
 
 
 def check_returning(text: str, ctx: Context, d: Dialogue) -> Check:
@@ -540,11 +545,11 @@ def check_amount(text: str, ctx: Context, d: Dialogue) -> Check:
 
 
 def check_purpose(text: str, ctx: Context, d: Dialogue) -> Check:
-    return _free_text(text, 2, 100, "请用一句话说明贷款用途，例如：扩建茶厂、买种苗和饲料。")
+    return _free_text(text, ctx, 2, 100, "请用一句话说明贷款用途，例如：扩建茶厂、买种苗和饲料。")
 
 
 def check_industry(text: str, ctx: Context, d: Dialogue) -> Check:
-    return _free_text(text, 2, 30, "请说一下您做的行业，例如：茶叶种植、生态养殖、农村电商。")
+    return _free_text(text, ctx, 2, 30, "请说一下您做的行业，例如：茶叶种植、生态养殖、农村电商。")
 
 
 def ask_stage(ctx: Context, d: Dialogue) -> str:
@@ -560,12 +565,20 @@ def check_stage(text: str, ctx: Context, d: Dialogue) -> Check:
     return Check(hint="请回复 1（已经在经营）或 2（准备开办）。")
 
 
-def _free_text(text: str, shortest: int, longest: int, hint: str) -> Check:
+def _free_text(text: str, ctx: Context, shortest: int, longest: int, hint: str) -> Check:
+    """Any short text, except a reply word ("好的") or a policy question."""
     value = re.sub(r"\s+", " ", normalize(text))
-    # A question typed here is probably about policy, not the answer to this field.
-    if not shortest <= len(value) <= longest or _QUESTION.search(value):
+    if not shortest <= len(value) <= longest or _is_reply_word(value) or _QUESTION.search(value):
+        return Check(hint=hint)
+    if _QUESTION_WORDS.search(value) and ctx.library.match(value).band == "answer":
         return Check(hint=hint)
     return Check(value)
+
+
+def _is_reply_word(text: str) -> bool:
+    """A word that answers the bot ("确认", "好的"), never a name or a place."""
+    typed = _plain(text)
+    return typed in YES_WORDS or typed in NO_WORDS or typed in CONFIRM_WORDS
 
 
 def _yes_no(text: str) -> bool | None:
