@@ -229,7 +229,8 @@ def _advance(d: Dialogue, raw: str, ctx: Context) -> Reply:
             return Reply(text="好的，请重新输入。\n\n" + _prompt(d, ctx))
     if d.step == SUMMARY:
         return _at_summary(d, text, raw, ctx)
-    check = engine.give(form, d, raw, ctx)
+    # Voice transcripts end with "。"; typed answers often with a stray full stop.
+    check = engine.give(form, d, _TRAILING.sub("", raw.strip()), ctx)
     if check.ok:
         return Reply(text=check.confirm) if check.confirm else _next(d, ctx)
     answered = _policy_answer(raw, d, ctx)

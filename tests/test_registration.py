@@ -15,6 +15,7 @@ import pytest
 from bot import create_app, db
 from bot.library import Library
 from bot.validators import id_check_digit
+from tests import wx
 from tests.conftest import Chat, make_settings
 
 COURSES = [
@@ -251,6 +252,13 @@ def test_full_width_digits_spaces_and_dashes_are_accepted(chat):
     chat.say("石门村")
     summary = chat.say("否")
     assert PHONE in summary and ID in summary
+
+
+def test_voice_answers_with_a_full_stop_are_accepted(chat):
+    converse(chat, TRAINING_TO_SUMMARY[:2])
+    for said, expected in (("张三。", "手机号"), (PHONE + "。", "身份证号"), (ID + "。", "乡镇")):
+        resp = chat.post(wx.message_xml(chat.openid, "voice", MediaId="m", Format="amr", Recognition=said))
+        assert expected in wx.reply_content(resp.get_data(as_text=True))
 
 
 def test_unsure_township_is_confirmed_first(chat):
@@ -508,7 +516,8 @@ def test_twenty_users_in_four_processes_get_unique_references(tmp_path):
         sys.path.insert(0, {os.getcwd()!r})
         from pathlib import Path
         from bot import create_app
-        from tests.conftest import Chat, make_settings
+        from tests import wx
+from tests.conftest import Chat, make_settings
         from tests.test_registration import COURSES, LOAN_TO_SUMMARY, TRAINING_TO_SUMMARY, make_id
         import itertools
         from tests import wx
