@@ -12,11 +12,10 @@ import time
 
 import pytest
 
-from bot import create_app, db
-from bot.library import Library
+from bot import db
 from bot.validators import id_check_digit
 from tests import wx
-from tests.conftest import Chat, make_settings
+from tests.conftest import Chat, create_app, make_settings
 
 COURSES = [
     {"id": "tea", "name": "茶叶种植加工", "dates": "12月8日-12月12日", "place": "县职教中心", "capacity": 1},
@@ -46,17 +45,6 @@ class Clock:
 
     def advance(self, minutes: float) -> None:
         self.t += minutes * 60
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    return Library(make_settings(tmp_path_factory.mktemp("library")))
-
-
-@pytest.fixture(autouse=True)
-def shared_library(monkeypatch, library):
-    """Every app in these tests uses one real knowledge base: building it takes seconds."""
-    monkeypatch.setattr("bot.Library", lambda settings: library)
 
 
 @pytest.fixture
@@ -514,13 +502,12 @@ def test_twenty_users_in_four_processes_get_unique_references(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {os.getcwd()!r})
+        import itertools
         from pathlib import Path
         from bot import create_app
         from tests import wx
-from tests.conftest import Chat, make_settings
+        from tests.conftest import Chat, make_settings
         from tests.test_registration import COURSES, LOAN_TO_SUMMARY, TRAINING_TO_SUMMARY, make_id
-        import itertools
-        from tests import wx
         worker = int(sys.argv[2])
         wx._ids = itertools.count(20_000_000_000 + worker * 1_000_000)  # MsgIds unique across processes
         app = create_app(make_settings(Path({str(tmp_path)!r}), courses=COURSES))
