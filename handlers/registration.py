@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime
 
 from rapidfuzz import fuzz, process
@@ -397,13 +398,13 @@ def _summary(d: Dialogue, ctx: Context) -> str:
     return "\n".join(lines)
 
 
-def ask_course(ctx: Context, d: Dialogue) -> str:
+def _ask_course(ctx: Context, d: Dialogue) -> str:
     courses = ctx.settings.courses
     lines = [f"{i}. {_course_line(ctx, c)}" for i, c in enumerate(courses, 1)]
     return "请选择要报名的培训课程，回复编号（例如：1）：\n" + "\n".join(lines)
 
 
-def check_course(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_course(text: str, ctx: Context, d: Dialogue) -> Check:
     courses = ctx.settings.courses
     typed = normalize(text).replace(" ", "")
     chosen = None
@@ -426,7 +427,7 @@ def check_course(text: str, ctx: Context, d: Dialogue) -> Check:
     return Check(chosen.id)
 
 
-def ask_reuse(ctx: Context, d: Dialogue) -> str:
+def _ask_reuse(ctx: Context, d: Dialogue) -> str:
     p = _profile(ctx, d.openid) or {}
     return ("还用上次的信息吗？\n"
             f"姓名：{p.get('name', '')}\n手机号：{mask_phone(p.get('phone', ''))}\n"
@@ -435,7 +436,7 @@ def ask_reuse(ctx: Context, d: Dialogue) -> str:
             "回复“是”沿用，回复“否”重新填写。")
 
 
-def check_reuse(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_reuse(text: str, ctx: Context, d: Dialogue) -> Check:
     answer = _yes_no(text)
     if answer is None:
         return Check(hint="请回复“是”沿用上次的信息，或回复“否”重新填写。")
@@ -450,7 +451,7 @@ def _profile(ctx: Context, openid: str) -> dict | None:
     return json.loads(ctx.vault.decrypt(token)) if token else None
 
 
-def check_name(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_name(text: str, ctx: Context, d: Dialogue) -> Check:
     if _is_reply_word(text):
         return Check(hint="这里请填写您的姓名，例如：张三。")
     try:
@@ -468,7 +469,7 @@ _PHONE_HINTS = {
 }
 
 
-def check_phone(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_phone(text: str, ctx: Context, d: Dialogue) -> Check:
     try:
         return Check(parse_phone(text))
     except Invalid as exc:
@@ -483,7 +484,7 @@ _ID_HINTS = {
 }
 
 
-def check_id_number(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_id_number(text: str, ctx: Context, d: Dialogue) -> Check:
     today = datetime.fromtimestamp(ctx.now(), db.CHINA_TZ).date()
     try:
         return Check(parse_id_number(text, today))
@@ -491,14 +492,14 @@ def check_id_number(text: str, ctx: Context, d: Dialogue) -> Check:
         return Check(hint=_ID_HINTS[exc.code])
 
 
-def ask_township(ctx: Context, d: Dialogue) -> str:
+def _ask_township(ctx: Context, d: Dialogue) -> str:
     towns = ctx.settings.county.townships
     example = towns[0] if towns else "城关镇"
     listed = f"\n本县乡镇：{'、'.join(towns)}" if towns else ""
     return f"您住在哪个乡镇？（例如：{example}）" + listed
 
 
-def check_township(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_township(text: str, ctx: Context, d: Dialogue) -> Check:
     towns = ctx.settings.county.townships
     try:
         found = match_township(text, towns)
@@ -510,18 +511,18 @@ def check_township(text: str, ctx: Context, d: Dialogue) -> Check:
     return Check(found.name, confirm=f"您说的是“{found.name}”吗？回复“是”确认，或重新输入乡镇名。")
 
 
-def check_village(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_village(text: str, ctx: Context, d: Dialogue) -> Check:
     return _free_text(text, ctx, 2, 30, "请输入村（社区）的名字，例如：石门村。")
 
 
-def check_returning(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_returning(text: str, ctx: Context, d: Dialogue) -> Check:
     answer = _yes_no(text)
     if answer is None:
         return Check(hint="请回复“是”或“否”。")
     return Check(answer)
 
 
-def ask_amount(ctx: Context, d: Dialogue) -> str:
+def _ask_amount(ctx: Context, d: Dialogue) -> str:
     ceiling = _yuan(ctx.settings.loan.ceiling_yuan)
     return f"您想申请多少贷款？最多{ceiling}。\n（例如：5万、三万五、30000元）"
 
@@ -534,7 +535,7 @@ _AMOUNT_HINTS = {
 }
 
 
-def check_amount(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_amount(text: str, ctx: Context, d: Dialogue) -> Check:
     try:
         amount = parse_amount(text)
     except Invalid as exc:
@@ -545,19 +546,19 @@ def check_amount(text: str, ctx: Context, d: Dialogue) -> Check:
     return Check(amount)
 
 
-def check_purpose(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_purpose(text: str, ctx: Context, d: Dialogue) -> Check:
     return _free_text(text, ctx, 2, 100, "请用一句话说明贷款用途，例如：扩建茶厂、买种苗和饲料。")
 
 
-def check_industry(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_industry(text: str, ctx: Context, d: Dialogue) -> Check:
     return _free_text(text, ctx, 2, 30, "请说一下您做的行业，例如：茶叶种植、生态养殖、农村电商。")
 
 
-def ask_stage(ctx: Context, d: Dialogue) -> str:
+def _ask_stage(ctx: Context, d: Dialogue) -> str:
     return "项目现在是什么情况？\n1. 已经在经营\n2. 准备开办\n请回复 1 或 2。"
 
 
-def check_stage(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_stage(text: str, ctx: Context, d: Dialogue) -> Check:
     typed = _plain(text)
     if typed in ("1", "一") or any(w in typed for w in _RUNNING):
         return Check("running")
@@ -591,7 +592,8 @@ def _yes_no(text: str) -> bool | None:
     return None
 
 
-def _ask(text: str):
+def _ask(text: str) -> Callable[[Context, Dialogue], str]:
+    """A prompt that is always the same text."""
     return lambda ctx, d: text
 
 
@@ -600,30 +602,30 @@ def _yes_no_text(value: bool) -> str:
 
 
 IDENTITY = (
-    Field("reuse", ask_reuse, check_reuse),
-    Field("name", _ask("请告诉我您的姓名（例如：张三）。"), check_name, "姓名", ("名字",)),
-    Field("phone", _ask("请输入您的手机号（11位数字）。"), check_phone, "手机号", ("电话", "手机")),
-    Field("id_number", _ask("请输入您的身份证号（18位，最后一位可能是X）。"), check_id_number,
+    Field("reuse", _ask_reuse, _check_reuse),
+    Field("name", _ask("请告诉我您的姓名（例如：张三）。"), _check_name, "姓名", ("名字",)),
+    Field("phone", _ask("请输入您的手机号（11位数字）。"), _check_phone, "手机号", ("电话", "手机")),
+    Field("id_number", _ask("请输入您的身份证号（18位，最后一位可能是X）。"), _check_id_number,
           "身份证号", ("身份证",)),
-    Field("township", ask_township, check_township, "乡镇", ("镇",)),
-    Field("village", _ask("您住在哪个村（社区）？（例如：石门村）"), check_village, "村（社区）",
+    Field("township", _ask_township, _check_township, "乡镇", ("镇",)),
+    Field("village", _ask("您住在哪个村（社区）？（例如：石门村）"), _check_village, "村（社区）",
           ("村", "社区")),
 )
 
 FORMS = {
     TRAINING: Form(TRAINING, (
-        Field("course", ask_course, check_course, "课程", ("培训",)),
+        Field("course", _ask_course, _check_course, "课程", ("培训",)),
         *IDENTITY,
-        Field("returning", _ask("您是返乡农民工吗？回复“是”或“否”。"), check_returning,
+        Field("returning", _ask("您是返乡农民工吗？回复“是”或“否”。"), _check_returning,
               "返乡农民工", ("返乡",), _yes_no_text),
     )),
     LOAN: Form(LOAN, (
-        Field("amount", ask_amount, check_amount, "贷款金额", ("金额", "钱"), _yuan),
-        Field("purpose", _ask("贷款主要用来做什么？（例如：扩建茶厂、买种苗和饲料）"), check_purpose,
+        Field("amount", _ask_amount, _check_amount, "贷款金额", ("金额", "钱"), _yuan),
+        Field("purpose", _ask("贷款主要用来做什么？（例如：扩建茶厂、买种苗和饲料）"), _check_purpose,
               "用途"),
         Field("industry", _ask("您做的是哪个行业？（例如：茶叶种植、生态养殖、农村电商）"),
-              check_industry, "行业"),
-        Field("stage", ask_stage, check_stage, "经营情况", ("情况",), STAGES.__getitem__),
+              _check_industry, "行业"),
+        Field("stage", _ask_stage, _check_stage, "经营情况", ("情况",), STAGES.__getitem__),
         *IDENTITY,
     )),
 }
