@@ -300,6 +300,7 @@ def _submit(d: Dialogue, ctx: Context) -> Reply:
         "type": d.form, "openid": d.openid, "name": a["name"],
         "phone_enc": vault.encrypt(a["phone"]), "phone_masked": mask_phone(a["phone"]),
         "id_enc": vault.encrypt(a["id_number"]), "id_masked": mask_id(a["id_number"]),
+        "id_fingerprint": vault.fingerprint(a["id_number"]),
         "township": a["township"], "village": a["village"],
     }
     capacity = None
@@ -317,6 +318,9 @@ def _submit(d: Dialogue, ctx: Context) -> Reply:
     engine.drop(ctx.db, d)
     row = result.application
     if not result.created:
+        if row["openid"] != d.openid:  # same ID number from another WeChat account: no details
+            return Reply(text=f"这个身份证号已经有一份{TITLE[d.form]}正在办理，不用重复提交。"
+                              f"有疑问请打电话：{ctx.settings.county.hotline}")
         return Reply(text="您已经有一份同样的申请正在办理，不用重复提交：\n\n" + _describe(row))
     identity = {k: a[k] for k in ("name", "phone", "id_number", "township", "village")}
     db.save_profile(ctx.db, d.openid, vault.encrypt(json.dumps(identity, ensure_ascii=False)), ctx.now())
