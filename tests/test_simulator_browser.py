@@ -102,7 +102,7 @@ def test_bottom_menu_mirrors_settings_and_a_sub_button_answers(page: Page, datab
     expect(page.get_by_role("button", name="联系我们")).to_be_hidden()
     expect(bot_bubbles(page).last).to_contain_text("电话：0000-12345678")
     event = next(database.query("SELECT msg_type, dedupe_key FROM messages"))
-    assert event["msg_type"] == "event" and event["dedupe_key"].endswith(":CLICK:MENU_CONTACT")
+    assert event["msg_type"] == "event" and event["dedupe_key"].endswith(":click:MENU_CONTACT")
 
 
 def test_category_button_lists_the_category(page: Page):
