@@ -169,3 +169,41 @@ def test_page_fits_a_phone_screen(page: Page):
     box = page.locator("#send").bounding_box()
     assert box is not None and box["x"] + box["width"] <= PHONE["width"]
     assert box["y"] + box["height"] <= PHONE["height"]
+
+
+def test_without_a_custom_menu_the_input_shows_at_once(browser: Browser, tmp_path: Path):
+    app = create_app(make_settings(tmp_path))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    context = browser.new_context(viewport=PHONE)
+    try:
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{server.server_port}/simulator")
+        expect(page.locator(".menubar")).to_have_count(0)
+        page.locator("#text").fill("菜单")
+        page.get_by_role("button", name="发送").click()
+        expect(bot_bubbles(page).last).to_contain_text("请回复数字选择")
+    finally:
+        context.close()
+        server.shutdown()
+        thread.join()
+        app.extensions["bot"].close()
+
+
+@pytest.mark.parametrize("payload, error", [
+    ({"text": "你好"}, "openid"),
+    ({"openid": "x" * 65, "text": "你好"}, "openid"),
+    ({"openid": "o-1", "text": "   "}, "请输入内容"),
+    ({"openid": "o-1", "event": "LOCATION_HACK"}, "不支持"),
+])
+def test_send_api_refuses_bad_input_and_records_nothing(client, database, payload, error):
+    resp = client.post("/simulator/api/send", json=payload)
+    assert resp.status_code == 400 and error in resp.get_json()["error"]
+    assert database["messages"].count == 0
+
+
+def test_send_api_refuses_a_non_json_body(client):
+    resp = client.post("/simulator/api/send", data="openid=o-1&text=hi",
+                       content_type="application/x-www-form-urlencoded")
+    assert resp.status_code == 400
