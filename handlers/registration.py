@@ -169,7 +169,8 @@ def _start(kind: str, inbound: Inbound, ctx: Context) -> Reply:
         return Reply(text=f"目前没有开放报名的培训课程。有新课程会在这里通知，也可以打电话问："
                           f"{ctx.settings.county.hotline}")
     paused_note = _pause_others(dialogues, kind, ctx)
-    answers = {} if db.load_profile(ctx.db, inbound.openid) else {"reuse": False}
+    # "Use last time's details?" only makes sense when there are some.
+    answers = {} if _profile(ctx, inbound.openid) else {"reuse": False}
     form = FORMS[kind]
     dialogue = engine.begin(form, inbound.openid, ctx.now(), answers)
     engine.save(ctx.db, ctx.vault, dialogue, ctx.now())
@@ -452,7 +453,10 @@ def _check_reuse(text: str, ctx: Context, d: Dialogue) -> Check:
 
 def _profile(ctx: Context, openid: str) -> dict | None:
     token = db.load_profile(ctx.db, openid)
-    return json.loads(ctx.vault.decrypt(token)) if token else None
+    try:
+        return json.loads(ctx.vault.decrypt(token)) if token else None
+    except ValueError:  # saved under a replaced key: ask the questions again
+        return None
 
 
 def _check_name(text: str, ctx: Context, d: Dialogue) -> Check:
