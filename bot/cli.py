@@ -165,6 +165,8 @@ def echo_summary(database: Any, job_id: int) -> None:
         click.echo(f"发送中断、无法确认是否送达（未重发）{p['unknown']} 人：")
         for row in outbox.job_recipients(database, job_id, "unknown", limit=10**6):
             click.echo(f"  {row['openid']}")
+    if p["error"]:
+        click.echo(f"无法发送：{p['error']}（请检查 [wechat] app_id、app_secret 和 api_base_url）")
     if p["pending"]:
         click.echo(f"还有 {p['pending']} 人稍后发送（限流或今日额度已用完），"
                    "届时运行：python run.py outbox drain")

@@ -345,6 +345,7 @@ def m004_push(db: Database) -> None:
     db["push_jobs"].create({
         "id": int, "announcement_id": int, "status": str, "total": int, "runner": str,
         "lease_until": float, "created_at": float, "started_at": float, "finished_at": float,
+        "error": str,
     }, pk="id", not_null={"announcement_id", "status", "created_at"},
         foreign_keys=[("announcement_id", "announcements", "id")])
     db["push_jobs"].create_index(["announcement_id"], unique=True)
@@ -488,6 +489,12 @@ def renew_push_job(db: Database, job_id: int, runner: str, lease_seconds: float)
         (now() + lease_seconds, job_id, runner))
     db.conn.commit()
     return cur.rowcount > 0
+
+
+def set_push_job_error(db: Database, job_id: int, error: str) -> None:
+    """Note why a job could not send at all (e.g. no access token); '' clears it."""
+    db.conn.execute("UPDATE push_jobs SET error = ? WHERE id = ?", (error, job_id))
+    db.conn.commit()
 
 
 def release_push_job(db: Database, job_id: int, runner: str) -> str:

@@ -131,7 +131,8 @@ def start_job(database: Database, announcement_id: int) -> int:
 
 
 def job_progress(database: Database, job_id: int) -> dict[str, Any]:
-    """total, delivered, failed, pending (incl. in flight), unknown, cancelled, status, by_channel."""
+    """total, delivered, failed, pending (incl. in flight), unknown, cancelled, status,
+    by_channel, and error (why the job could not send at all, else '')."""
     job = db.get_push_job(database, job_id)
     if job is None:
         raise ValueError(f"no push job {job_id}")
@@ -148,6 +149,7 @@ def job_progress(database: Database, job_id: int) -> dict[str, Any]:
         "cancelled": by_status.get("cancelled", 0),
         "by_channel": counts["by_channel"],
         "created_at": job["created_at"], "finished_at": job["finished_at"],
+        "error": job["error"] or "",
     }
 
 
@@ -241,13 +243,29 @@ def run_job(sender: Sender, job_id: int, *, senders: int = 4, backoff: float = 2
         if not db.claim_push_job(database, job_id, runner, lease_seconds, _runner_gone):
             return {**job_progress(database, job_id), "ran": False}
         try:
-            _JobRun(sender, database, job_id, runner, senders, backoff, lease_seconds,
-                    stop or threading.Event()).run(max_wait)
+            if _api_ready(sender, database, job_id):
+                _JobRun(sender, database, job_id, runner, senders, backoff, lease_seconds,
+                        stop or threading.Event()).run(max_wait)
         finally:
             db.release_push_job(database, job_id, runner)
         return {**job_progress(database, job_id), "ran": True}
     finally:
         database.close()
+
+
+def _api_ready(sender: Sender, database: Database, job_id: int) -> bool:
+    """Get the access token once up front: with a wrong AppSecret every send would fail alike."""
+    if sender.api is not None:
+        try:
+            sender.api.access_token
+        except WeChatClientException as exc:
+            db.set_push_job_error(database, job_id, f"access token: errcode {exc.errcode} {exc.errmsg or ''}")
+            return False
+        except requests.RequestException as exc:
+            db.set_push_job_error(database, job_id, f"access token: {type(exc).__name__}")
+            return False
+    db.set_push_job_error(database, job_id, "")
+    return True
 
 
 def _runner_gone(runner: str) -> bool:

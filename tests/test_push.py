@@ -434,3 +434,18 @@ def test_shipped_menu_is_valid_for_wechat():
     body = menu_json(load_settings(ROOT / "config.toml").menu)
     keys = [s["key"] for b in body["button"] for s in b.get("sub_button", [b])]
     assert "MENU_NEWS" in keys and len(body["button"]) == 3
+
+
+def test_a_wrong_app_secret_stops_the_job_with_one_token_request(tmp_path, wechat_api):
+    config = write_config(tmp_path, wechat_api.url)
+    runtime = cli_runtime(config)
+    add_subscribers(runtime, {f"o-{i}": 1 for i in range(10)})
+    wechat_api.fail("/cgi-bin/token", 40125)
+    result = CliRunner().invoke(cli, ["--config", str(config), "announce", "--text", "x"])
+    assert "无法发送：access token: errcode 40125" in result.output
+    assert "还有 10 人稍后发送" in result.output
+    assert len(wechat_api.calls) == 1
+    # Once the secret is fixed, draining sends the job.
+    drained = CliRunner().invoke(cli, ["--config", str(config), "outbox", "drain"])
+    assert "送达 10 人" in drained.output and "无法发送" not in drained.output
+    runtime.close()
