@@ -25,8 +25,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot import outbox  # noqa: E402
-from bot.router import Router  # noqa: E402
-from bot.runtime import Runtime  # noqa: E402
 from bot.wechat import WeChatApi  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
 from tests.fake_wechat import FakeWeChat  # noqa: E402
@@ -82,7 +80,7 @@ def main() -> None:
     settings = make_settings(tmp, wechat=wechat, push={
         "fallback_channel": args.fallback, "template_id": "TPL-BENCH",
         "rate_per_second": 0.0, "daily_quota": 10**9})
-    runtime = Runtime(settings, Router())
+    runtime = outbox.PushSender(settings)
     latencies: list[float] = []
     if runtime.api is not None:
         timed(runtime.api, latencies)
@@ -116,7 +114,6 @@ def main() -> None:
     if reached:
         print(f"median time from job start to a recipient reached "
               f"{statistics.median(reached) - job_start:.2f} s")
-    runtime.close()
     if fake is not None:
         fake.terminate()
 

@@ -32,10 +32,11 @@ def cli(ctx: click.Context, config_path: Path) -> None:
 def make_app(settings: Settings) -> Any:
     """Create the app, turning start-up errors into one clear line."""
     from bot import create_app
+    from bot.knowledge import KnowledgeError
     try:
         return create_app(settings)
-    except (SettingsError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except (SettingsError, KnowledgeError) as exc:
+        raise click.ClickException(f"无法启动：{exc}") from None
 
 
 @cli.command("dev")
@@ -110,19 +111,89 @@ def init_db(settings: Settings) -> None:
     click.echo(f"数据库已就绪: {settings.storage.database}")
 
 
+@cli.command()
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True, help="Print the /api/ask JSON.")
+@click.pass_obj
+def ask(settings: Settings, question: str, as_json: bool) -> None:
+    """Ask like a subscriber, recording nothing. Example: python run.py ask "贷款怎么申请" """
+    import json
+
+    from bot.api import ask_payload
+
+    app = make_app(settings)
+    with app.app_context():
+        payload = ask_payload(question)
+    if as_json:
+        click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"[{payload['band']}] {payload['topic'] or '-'}  score {payload['score']}")
+    click.echo(payload["answer"])
+
+
+@cli.command("eval")
+@click.argument("tsv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_obj
+def evaluate_file(settings: Settings, tsv: Path) -> None:
+    """Measure matching on labelled questions (question, topic, style; topic none = out of scope).
+
+    Example: python run.py eval ../shared/dev-questions.tsv
+    """
+    from bot.evaluation import EvaluationError, evaluate
+    from bot.knowledge import KnowledgeError, load_knowledge
+    from bot.matcher import Matcher
+
+    try:
+        matcher = Matcher(load_knowledge(settings.matcher.policies_dir), settings.matcher)
+        click.echo(evaluate(matcher, tsv).format())
+    except (KnowledgeError, EvaluationError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.group()
+def policies() -> None:
+    """Knowledge-base commands."""
+
+
+@policies.command("check")
+@click.pass_obj
+def policies_check(settings: Settings) -> None:
+    """Validate policies/*.toml and report every problem. Example: python run.py policies check"""
+    from bot.knowledge import check_knowledge
+
+    problems = check_knowledge(settings.matcher.policies_dir, settings.matcher)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise click.ClickException(f"知识库有 {len(problems)} 个问题")
+    click.echo("知识库检查通过")
+
+
+@cli.command()
+@click.pass_obj
+def reload(settings: Settings) -> None:
+    """Check the knowledge base, then make running workers load it. Example: python run.py reload"""
+    import os
+
+    from bot.knowledge import KnowledgeError, load_knowledge
+
+    folder = settings.matcher.policies_dir
+    try:
+        kb = load_knowledge(folder)
+    except KnowledgeError as exc:
+        raise click.ClickException(f"知识库有错误，服务继续使用旧版本：{exc}") from None
+    # Workers watch the files' modification times; touching them triggers their reload.
+    for path in folder.glob("*.toml"):
+        os.utime(path)
+    click.echo(f"已通知服务重新加载知识库（{len(kb.topics)} 个话题，约 2 秒内生效）")
+
+
 # --- announcements, push jobs and the custom menu ----------------------------------------
 
 CHANNEL_NAMES = {"custom": "客服消息", "template": "模板消息", "mass": "群发", "simulator": "模拟器"}
 STATUS_NAMES = {"queued": "排队中", "running": "发送中", "waiting": "等待重试", "done": "已完成",
                 "cancelled": "已取消"}
 RUN_PY = Path(__file__).resolve().parent.parent / "run.py"
-
-
-def push_runtime(settings: Settings) -> Any:
-    """A Runtime without handlers: database, API client, demo inbox."""
-    from bot.router import Router
-    from bot.runtime import Runtime
-    return Runtime(settings, Router())
 
 
 def check_audience(settings: Settings, audience: str) -> None:
@@ -211,8 +282,8 @@ def announce(settings: Settings, text: str, audience: str, url: str, no_wait: bo
     if not text.strip():
         raise click.ClickException("通知内容不能为空")
     check_audience(settings, audience)
-    runtime = push_runtime(settings)
-    database = runtime.open_db()
+    sender = outbox.PushSender(settings)
+    database = sender.open_db()
     try:
         announcement_id = outbox.create_announcement(database, text, url, audience, created_by)
         job_id = outbox.start_job(database, announcement_id)
@@ -226,11 +297,10 @@ def announce(settings: Settings, text: str, audience: str, url: str, no_wait: bo
                              stderr=subprocess.DEVNULL)
             click.echo(f"已在后台发送。查看进度：python run.py outbox status {job_id}")
             return
-        watch_job(database, job_id, outbox.send_in_background(runtime, job_id))
+        watch_job(database, job_id, outbox.send_in_background(sender, job_id))
         echo_summary(database, job_id)
     finally:
         database.close()
-        runtime.close()
 
 
 @cli.group("outbox")
@@ -242,28 +312,24 @@ def outbox_group() -> None:
 @click.option("--job", "job_id", type=int, default=None, help="Only this push job.")
 @click.pass_obj
 def outbox_drain(settings: Settings, job_id: int | None) -> None:
-    """Resume unfinished push jobs (e.g. after a crash) and send queued messages.
+    """Resume unfinished push jobs (after a crash, a restart or a used-up quota).
 
     Example: python run.py outbox drain
     """
     from bot import outbox
-    runtime = push_runtime(settings)
-    database = runtime.open_db()
+    sender = outbox.PushSender(settings)
+    if job_id is not None:
+        outbox.run_job(sender, job_id)
+        jobs = [job_id]
+    else:
+        jobs = outbox.resume_jobs(sender)
+    database = sender.open_db()
     try:
-        jobs = [job_id] if job_id is not None else []
-        if job_id is not None:
-            outbox.run_job(runtime, job_id)
-        else:
-            jobs = outbox.resume_jobs(runtime)
-        sent = 0
-        while (n := runtime.deliver_pending()):
-            sent += n
         for job in jobs:
             echo_summary(database, job)
-        click.echo(f"发送任务 {len(jobs)} 个，单条消息 {sent} 条。")
     finally:
         database.close()
-        runtime.close()
+    click.echo(f"处理了 {len(jobs)} 个发送任务。")
 
 
 @outbox_group.command("status")
@@ -306,12 +372,10 @@ def menu_push(settings: Settings) -> None:
         click.echo(json.dumps(body, ensure_ascii=False, indent=2))
         click.echo("演示模式（未填写 app_secret）：菜单没有发布。")
         return
-    runtime = push_runtime(settings)
+    from bot.outbox import PushSender
     try:
-        runtime.api.create_menu(body)
+        PushSender(settings).api.create_menu(body)
     except WeChatClientException as exc:
         raise click.ClickException(f"菜单发布失败：错误码 {exc.errcode} {exc.errmsg or ''}") from None
-    finally:
-        runtime.close()
     count = sum(len(b.get("sub_button", [b])) for b in body["button"])
     click.echo(f"菜单已发布：{len(body['button'])} 个一级菜单，共 {count} 个按钮。")

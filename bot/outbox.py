@@ -4,7 +4,8 @@ The staff console and the CLI use this API:
 
     aid = create_announcement(database, text, url, "township:城关镇", "staff-name")
     job = start_job(database, aid)              # snapshot of the audience, status "queued"
-    send_in_background(runtime, job)            # or run_job(runtime, job) to block
+    send_in_background(runtime, job)            # or run_job(runtime, job) to block;
+                                                # PushSender(settings) stands in for the runtime
     job_progress(database, job)                 # total, delivered, failed, pending, status, ...
     retry_failed(database, job); cancel_job(database, job)
     list_recent_announcements(database, 5, openid)   # the bot's "最新通知"
@@ -46,7 +47,7 @@ from wechatpy.exceptions import WeChatClientException
 
 from bot import db
 from bot.settings import PushSettings, Settings
-from bot.wechat import WeChatApi
+from bot.wechat import SQLiteSessionStorage, WeChatApi
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,32 @@ class Sender(Protocol):
     api: WeChatApi | None
 
     def open_db(self) -> Database: ...
+
+
+class PushSender:
+    """A Sender without handlers or knowledge base, for the CLI and the bench.
+
+    The web app passes its Runtime instead; both share the token through SQLite.
+    """
+
+    def __init__(self, settings: Settings):
+        db.migrate(settings.storage.database)
+        self.settings = settings
+        self._local = threading.local()
+        wx = settings.wechat
+        self.api: WeChatApi | None = None if wx.demo else WeChatApi(
+            wx.app_id, wx.app_secret, wx.api_base_url, SQLiteSessionStorage(self._connect))
+
+    def open_db(self) -> Database:
+        """A new connection; the caller closes it."""
+        return db.connect(self.settings.storage.database)
+
+    def _connect(self) -> Database:
+        # The token storage is used from every sender thread: one connection per thread.
+        database = getattr(self._local, "db", None)
+        if database is None:
+            database = self._local.db = self.open_db()
+        return database
 
 
 @dataclass(frozen=True)
@@ -181,7 +208,11 @@ def list_recent_announcements(database: Database, limit: int = 5,
 
 
 def notify(database: Database, openid: str, text: str) -> int:
-    """Queue one notice (e.g. an application status change) in the outbox; returns its id."""
+    """Queue one notice (e.g. an application status change) in the outbox; returns its id.
+
+    The web app's runtime.deliver_pending() sends it (or, in demo mode, puts it in the
+    simulator inbox); call it right after to send at once.
+    """
     return db.enqueue_message(database, openid, text, "notice")
 
 
