@@ -188,6 +188,45 @@ def reload(settings: Settings) -> None:
     click.echo(f"已通知服务重新加载知识库（{len(kb.topics)} 个话题，约 2 秒内生效）")
 
 
+@cli.group()
+def export() -> None:
+    """Export data for staff. Example: python run.py export applications --format csv --out a.csv"""
+
+
+@export.command("applications")
+@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), required=True,
+              help="csv (UTF-8 with BOM, opens in Excel) or xlsx.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="File to write.")
+@click.option("--type", "type_", type=click.Choice(["training", "loan"]), default=None,
+              help="Only training registrations or only loan applications.")
+@click.option("--status", default=None, help="Only this status, e.g. 已提交.")
+@click.pass_obj
+def export_applications(settings: Settings, fmt: str, out: Path, type_: str | None,
+                        status: str | None) -> None:
+    """Write applications with full phone and ID numbers (handle the file with care).
+
+    Example: python run.py export applications --format xlsx --out 申请.xlsx --type loan
+    """
+    from bot import db
+    from bot.export import export_applications as write
+    from bot.privacy import Vault, load_or_create_key
+
+    if status is not None and status not in db.STATUSES:
+        raise click.ClickException(f"未知状态: {status}（可选：{'、'.join(db.STATUSES)}）")
+    db.migrate(settings.storage.database)
+    vault = Vault(load_or_create_key(settings.storage.encryption_key,
+                                     settings.data_dir / "secret.key"))
+    database = db.connect(settings.storage.database)
+    try:
+        count = write(database, vault, out, fmt, type_, status)
+    except ValueError as exc:  # a key that does not match the data
+        raise click.ClickException(str(exc)) from None
+    finally:
+        database.close()
+    click.echo(f"已导出 {count} 条申请到 {out}")
+
+
 # --- announcements, push jobs and the custom menu ----------------------------------------
 
 CHANNEL_NAMES = {"custom": "客服消息", "template": "模板消息", "mass": "群发", "simulator": "模拟器"}

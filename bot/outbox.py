@@ -116,15 +116,15 @@ def parse_audience(text: str) -> Audience:
 
 
 def audience_openids(database: Database, audience: str) -> list[str]:
-    """The openids an audience means now (applicant audiences need the applications table)."""
+    """The openids an audience means now."""
     a = parse_audience(audience)
     if a.kind == "all":
         return db.subscribed_openids(database)
     if a.kind == "township":
         return db.applicant_openids(database, township=a.value)
     if a.kind == "course":
-        return db.applicant_openids(database, kind="training", course_id=a.value)
-    return db.applicant_openids(database, kind="loan")
+        return db.applicant_openids(database, type_="training", course_id=a.value)
+    return db.applicant_openids(database, type_="loan")
 
 
 def message_text(text: str, url: str | None) -> str:

@@ -43,12 +43,12 @@ def add_subscribers(runtime: Sender, seen_hours_ago: dict[str, float | None],
 
 
 def add_applications(runtime: Sender, rows: list[dict]) -> None:
-    """Application rows in the shape the registration branch stores."""
+    """Application rows as the registration forms store them (type, course_id, township, status)."""
     database = runtime.open_db()
-    if not database["applications"].exists():
-        database["applications"].create({"id": int, "openid": str, "kind": str, "course_id": str,
-                                         "township": str, "status": str}, pk="id")
-    database["applications"].insert_all(rows)
+    now = time.time()
+    database["applications"].insert_all(
+        [{"ref": f"T{i}", "created_at": now, "updated_at": now, "status": "已提交", **r}
+         for i, r in enumerate(rows)])
     database.close()
 
 
@@ -202,11 +202,12 @@ def test_audiences_township_course_and_loan(tmp_path, wechat_api):
     add_subscribers(runtime, {"o-a": 1, "o-b": 1, "o-c": 1, "o-d": 1})
     add_subscribers(runtime, {"o-left": 1}, subscribed=0)
     add_applications(runtime, [
-        {"openid": "o-a", "kind": "training", "course_id": "tea", "township": "城关镇", "status": "submitted"},
-        {"openid": "o-a", "kind": "loan", "course_id": None, "township": "城关镇", "status": "submitted"},
-        {"openid": "o-b", "kind": "training", "course_id": "veg", "township": "石桥镇", "status": "approved"},
-        {"openid": "o-c", "kind": "loan", "course_id": None, "township": "石桥镇", "status": "submitted"},
-        {"openid": "o-left", "kind": "loan", "course_id": None, "township": "石桥镇", "status": "submitted"},
+        {"openid": "o-a", "type": "training", "course_id": "tea", "township": "城关镇"},
+        {"openid": "o-a", "type": "loan", "township": "城关镇"},
+        {"openid": "o-b", "type": "training", "course_id": "veg", "township": "石桥镇", "status": "已通过"},
+        {"openid": "o-c", "type": "loan", "township": "石桥镇"},
+        {"openid": "o-d", "type": "loan", "township": "石桥镇", "status": "已取消"},
+        {"openid": "o-left", "type": "loan", "township": "石桥镇"},
     ])
     database = runtime.open_db()
     assert outbox.audience_openids(database, "all") == ["o-a", "o-b", "o-c", "o-d"]
@@ -227,8 +228,7 @@ def test_applicant_audiences_are_empty_before_any_application(tmp_path):
 def test_recent_announcements_for_a_user(tmp_path, wechat_api):
     runtime = make_runtime(tmp_path, wechat_api)
     add_subscribers(runtime, {"o-a": 1, "o-b": 1})
-    add_applications(runtime, [{"openid": "o-a", "kind": "loan", "course_id": None,
-                                "township": "城关镇", "status": "submitted"}])
+    add_applications(runtime, [{"openid": "o-a", "type": "loan", "township": "城关镇"}])
     announce(runtime, "全体通知")
     announce(runtime, "贷款通知", audience="loan")
     database = runtime.open_db()
