@@ -794,7 +794,7 @@ def deliver_push_to_inbox(db: Database, row_id: int, openid: str, text: str) -> 
 def queued_for_mass(db: Database, job_id: int) -> list[dict[str, Any]]:
     """Rows waiting for the next mass batch, and rows of a batch a crash interrupted."""
     return list(db.query(
-        "SELECT id, openid, status, batch FROM push_recipients WHERE job_id = ?"
+        "SELECT id, openid, status, batch, attempts FROM push_recipients WHERE job_id = ?"
         " AND channel = 'mass' AND (status = 'sending' OR (status = 'pending'"
         " AND next_attempt_at <= ?)) ORDER BY id", [job_id, now()]))
 

@@ -58,6 +58,7 @@ LIMIT_ERRORS = frozenset({45009, 45047})
 OUT_OF_WINDOW = 45015
 UNSUBSCRIBED = 43004
 MASS_DUPLICATE = 45065
+SYSTEM_BUSY = -1
 MAX_ATTEMPTS = 6
 # Quota days follow China time (no daylight saving).
 CHINA = timezone(timedelta(hours=8))
@@ -448,7 +449,9 @@ class _JobRun:
         except WeChatClientException as exc:
             if exc.errcode is None:  # an HTTP error status: WeChat answered, nothing was sent
                 return _Failure(-1, "HTTP error", retry=True)
-            return _Failure(int(exc.errcode), str(exc.errmsg or ""))
+            code = int(exc.errcode)
+            # -1 is WeChat's "system busy, try again later" (and our token-wait timeout).
+            return _Failure(code, str(exc.errmsg or ""), retry=code == SYSTEM_BUSY)
         except (requests.ConnectTimeout, requests.ConnectionError) as exc:
             if isinstance(exc, requests.ConnectTimeout) or "NewConnectionError" in repr(exc):
                 return _Failure(-1, "connection failed", retry=True)
@@ -467,24 +470,28 @@ class _JobRun:
             db.mark_unsubscribed(database, row["openid"])
         retry = failure.retry or failure.errcode in LIMIT_ERRORS
         if retry and attempts < MAX_ATTEMPTS:
-            delay = min(self.backoff * 2 ** (attempts - 1), 600.0)
-            logger.warning("push job %s: errcode %s, retrying a recipient in %.1fs",
-                           self.job_id, failure.errcode, delay)
+            logger.warning("push job %s: errcode %s, retrying a recipient later",
+                           self.job_id, failure.errcode)
             db.finish_push(database, row["id"], "pending", errcode=failure.errcode,
-                           error=failure.error, retry_at=db.now() + delay, refund_day=refund_day)
+                           error=failure.error, retry_at=self._retry_at(attempts),
+                           refund_day=refund_day)
             return
         db.finish_push(database, row["id"], "failed", errcode=failure.errcode, error=failure.error,
                        refund_day=refund_day)
 
+    def _retry_at(self, attempts: int) -> float:
+        """Exponential back-off after a limit or a busy answer, at most 10 minutes."""
+        return db.now() + min(self.backoff * 2 ** (attempts - 1), 600.0)
+
     # --- mass batches -----------------------------------------------------------------
 
     def _send_mass(self, rows: list[dict[str, Any]]) -> None:
-        interrupted: dict[str, list[str]] = {}
+        interrupted: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             if r["status"] == "sending":
-                interrupted.setdefault(r["batch"], []).append(r["openid"])
-        for batch, openids in interrupted.items():
-            self._mass_batch(batch, openids)
+                interrupted.setdefault(r["batch"], []).append(r)
+        for batch, members in interrupted.items():
+            self._mass_batch(batch, [r["openid"] for r in members], max(r["attempts"] for r in members))
         fresh = [r for r in rows if r["status"] == "pending"]
         if not fresh:
             return
@@ -497,9 +504,11 @@ class _JobRun:
                                retry_at=_next_quota_day_start(db.now()))
         if fit:
             self._drop_old_tags(keep=batch)
-            self._mass_batch(batch, [r["openid"] for r in fresh if r["id"] in fit])
+            members = [r for r in fresh if r["id"] in fit]
+            self._mass_batch(batch, [r["openid"] for r in members],
+                             max(r["attempts"] for r in members) + 1)
 
-    def _mass_batch(self, batch: str, openids: list[str]) -> None:
+    def _mass_batch(self, batch: str, openids: list[str], attempts: int) -> None:
         try:
             tag = self.api.tag_id(batch)
             self.api.tag_users(tag, openids)
@@ -508,17 +517,18 @@ class _JobRun:
             code = int(exc.errcode) if exc.errcode is not None else -1
             if code == MASS_DUPLICATE:  # this batch went out before an interruption
                 db.finish_mass_batch(self.database, self.job_id, batch, "delivered")
-            elif code in LIMIT_ERRORS or code == -1:
+            elif (code in LIMIT_ERRORS or code == SYSTEM_BUSY) and attempts < MAX_ATTEMPTS:
                 db.finish_mass_batch(self.database, self.job_id, batch, "pending", code,
-                                     str(exc.errmsg or ""), retry_at=db.now() + self.backoff)
+                                     str(exc.errmsg or ""), retry_at=self._retry_at(attempts))
             else:
                 db.finish_mass_batch(self.database, self.job_id, batch, "failed", code,
                                      str(exc.errmsg or ""))
             return
         except requests.RequestException as exc:
             # Safe to repeat: the clientmsgid stops WeChat sending a batch twice.
-            db.finish_mass_batch(self.database, self.job_id, batch, "pending", -1,
-                                 type(exc).__name__, retry_at=db.now() + self.backoff)
+            status = "pending" if attempts < MAX_ATTEMPTS else "failed"
+            db.finish_mass_batch(self.database, self.job_id, batch, status, -1,
+                                 type(exc).__name__, retry_at=self._retry_at(attempts))
             return
         db.finish_mass_batch(self.database, self.job_id, batch, "delivered")
 

@@ -122,7 +122,7 @@ def test_unsubscribed_user_fails_with_43004_and_is_marked(tmp_path, wechat_api):
     assert runtime.open_db()["subscribers"].get("o-gone")["subscribed"] == 0
 
 
-@pytest.mark.parametrize("errcode", [45009, 45047])
+@pytest.mark.parametrize("errcode", [45009, 45047, -1])
 def test_rate_limits_back_off_and_retry(tmp_path, wechat_api, errcode):
     runtime = make_runtime(tmp_path, wechat_api)
     add_subscribers(runtime, {"o-1": 1, "o-2": 1, "o-3": 1})
@@ -432,3 +432,18 @@ def test_a_wrong_app_secret_stops_the_job_with_one_token_request(tmp_path, wecha
     # Once the secret is fixed, draining sends the job.
     drained = CliRunner().invoke(cli, ["--config", str(config), "outbox", "drain"])
     assert "送达 10 人" in drained.output and "无法发送" not in drained.output
+
+
+def test_mass_send_limit_is_retried_then_given_up(tmp_path, wechat_api):
+    runtime = make_runtime(tmp_path, wechat_api, fallback_channel="mass")
+    add_subscribers(runtime, {"o-old-1": 100, "o-old-2": 100})
+    wechat_api.fail(MASS, 45009, times=1)
+    result = announce(runtime)
+    assert (result["delivered"], result["status"]) == (2, "done")
+    assert received(wechat_api) == Counter({"o-old-1": 1, "o-old-2": 1})
+    wechat_api.fail(MASS, 45009, times=100)
+    again = announce(runtime, "第二条")
+    assert (again["failed"], again["status"]) == (2, "done")
+    assert len(wechat_api.calls_to(MASS)) == 2 + outbox.MAX_ATTEMPTS
+    (failed, _) = outbox.job_recipients(runtime.open_db(), again["job_id"], "failed")
+    assert failed["errcode"] == 45009
