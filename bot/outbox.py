@@ -117,7 +117,8 @@ def parse_audience(text: str) -> Audience:
 
 
 def audience_openids(database: Database, audience: str) -> list[str]:
-    """The openids an audience means now."""
+    """The openids an audience means now: all subscribers, or applicants (a township is
+    known only from applications) who neither withdrew nor unsubscribed."""
     a = parse_audience(audience)
     if a.kind == "all":
         return db.subscribed_openids(database)
