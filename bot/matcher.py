@@ -100,6 +100,8 @@ MAX_SYLLABLE = 6
 KIND_WEIGHT = {"w": 1.0, "b": 1.0, "u": 0.25}
 # Terms the knowledge base names explicitly (titles, keywords) count extra for their topic.
 KEYWORD_BOOST = 1.5
+# Weight of a feature that only one example uses (reaches 1 at three examples).
+EXAMPLE_STRENGTH = 0.6
 # Cap on index postings visited per question, so a feature shared by thousands of documents
 # does not make a large knowledge base slow; the rarest features are visited first.
 POSTINGS_BUDGET = 6000
@@ -173,6 +175,8 @@ def _arabic(m: re.Match[str]) -> str:
 
 def fuzzy(syllable: str) -> str:
     """Fold the sounds that southern speakers and hasty typists confuse: zh/z, n/l, ing/in..."""
+    if syllable == "shei":  # 谁: pypinyin reads shui, people type shei
+        return "sui"
     if syllable[:2] in ("zh", "ch", "sh"):
         syllable = syllable[0] + syllable[2:]
     elif syllable[0] == "n" and len(syllable) > 1:
@@ -248,11 +252,11 @@ class Matcher:
 
     def match(self, question: str, exclude: tuple[str, int] | None = None) -> Match:
         """Best topics for a question; exclude=(topic_id, example index) leaves one example out."""
-        analysis = self._analyse(question)
+        analysis = self._analyse(question, self._idf)
         if not analysis.features:
             return Match("unknown", None, 0.0, ())
         excluded = self._find_doc(exclude)
-        weights = {f: self._weight(f) for f in analysis.features}
+        weights = {f: self._weight(f, excluded) for f in analysis.features}
         scored = self._score(analysis, weights, self._candidates(weights, excluded), excluded)
         if not scored:
             return Match("unknown", None, 0.0, ())
@@ -277,7 +281,7 @@ class Matcher:
         analysis = self._analyse(question)
         return analysis.text, tuple(sorted(analysis.features, key=analysis.features.get, reverse=True))
 
-    def _analyse(self, text: str) -> _Analysis:
+    def _analyse(self, text: str, known: dict[str, float] | None = None) -> _Analysis:
         text = normalise(text)
         pattern, canonical = self._synonyms
         if pattern is not None:
@@ -285,19 +289,16 @@ class Matcher:
         text = text[:MAX_QUERY_CHARS]
         features: dict[str, float] = {}
         syllables: list[str] = []
-        for word in self._tokenizer.lcut_for_search(text, HMM=False):
-            if HAN.match(word):
-                if word not in STOPWORDS:
-                    features["w" + word] = KIND_WEIGHT["w"]
-            elif LATIN.match(word):
-                pieces = split_pinyin(word)
-                if pieces is None:
-                    features["w" + word] = KIND_WEIGHT["w"]
-                continue
-            elif word.isdigit() or "." in word:
+        words = self._tokenizer.lcut(text, HMM=False)
+        for word in words:
+            if word not in STOPWORDS and not (LATIN.match(word) and split_pinyin(word)):
                 features["w" + word] = KIND_WEIGHT["w"]
-        # Pinyin runs over the plain (non-search) cut so each character is read once.
-        for word in self._tokenizer.lcut(text, HMM=False):
+        # Parts of long words (合作社 in 专业合作社) help only when the knowledge base uses
+        # them; unknown parts would just dilute the question.
+        for word in self._tokenizer.lcut_for_search(text, HMM=False):
+            if HAN.match(word) and word not in STOPWORDS and (known is None or "w" + word in known):
+                features["w" + word] = KIND_WEIGHT["w"]
+        for word in words:
             if HAN.match(word):
                 if word in STOPWORDS:
                     syllables.append("|")
@@ -306,7 +307,7 @@ class Matcher:
             elif LATIN.match(word):
                 pieces = split_pinyin(word)
                 if pieces is not None:
-                    syllables.extend(_drop_particles([fuzzy(p) for p in pieces]))
+                    syllables.extend(_drop_particles(pieces))
             else:
                 syllables.append("|")
         for i, syllable in enumerate(syllables):
@@ -318,8 +319,11 @@ class Matcher:
         spoken = " ".join(s for s in syllables if s != "|")
         return _Analysis(text, spoken, features)
 
-    def _weight(self, feature: str) -> float:
-        return KIND_WEIGHT[feature[0]] * self._idf.get(feature, self._unknown_idf)
+    def _weight(self, feature: str, excluded: int | None = None) -> float:
+        idf = self._idf.get(feature, self._unknown_idf)
+        if excluded is not None and self._postings.get(feature) == [excluded]:
+            idf = self._unknown_idf  # only the left-out example knew this feature
+        return KIND_WEIGHT[feature[0]] * idf
 
     def _find_doc(self, exclude: tuple[str, int] | None) -> int | None:
         if exclude is None:
@@ -359,9 +363,17 @@ class Matcher:
             evidence = 0.0
             explained = 0.0
             for feature, weight in weights.items():
-                if vocab.get(feature, 0) - (feature in removed) > 0:
+                uses = vocab.get(feature, 0) - (feature in removed)
+                if uses <= 0:
+                    continue
+                if feature in named:
                     explained += weight
-                    evidence += weight * (KEYWORD_BOOST if feature in named else 1.0)
+                    evidence += weight * KEYWORD_BOOST
+                else:
+                    # A word in one example may be incidental; in several, it is the topic's.
+                    weight *= min(1.0, EXAMPLE_STRENGTH + (1 - EXAMPLE_STRENGTH) * (uses - 1) / 2)
+                    explained += weight
+                    evidence += weight
             cover = explained / total
             score = 100 * (1 - math.exp(-evidence / TAU)) * (COVER_FLOOR + (1 - COVER_FLOOR) * cover)
             score = max(score, self._closest_example(analysis, topic_id, excluded))
@@ -390,17 +402,16 @@ def _documents(topic) -> list[tuple[str, int, str]]:
 
 def _drop_particles(syllables: list[str]) -> list[str]:
     """Remove particles (shenme, ma, de...) from pinyin input, as hanzi input drops 什么, 吗, 的."""
-    folded = [tuple(fuzzy(s) for s in words) for words in PINYIN_STOPWORDS]
     out: list[str] = []
     i = 0
     while i < len(syllables):
-        for words in folded:
+        for words in PINYIN_STOPWORDS:
             if tuple(syllables[i:i + len(words)]) == words:
                 out.append("|")
                 i += len(words)
                 break
         else:
-            out.append(syllables[i])
+            out.append(fuzzy(syllables[i]))
             i += 1
     return out
 
