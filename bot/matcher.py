@@ -108,10 +108,10 @@ POSTINGS_BUDGET = 6000
 MAX_CANDIDATE_TOPICS = 12
 # Score shape: evidence saturates (TAU is the weight of roughly two specific words), and the
 # share of the question the topic explains scales the result between COVER_FLOOR and 1.
-TAU = 4.0
-COVER_FLOOR = 0.55
+TAU = 5.0
+COVER_FLOOR = 0.7
 # A runner-up this close means the question is ambiguous: it costs up to this many points.
-AMBIGUITY_PENALTY = 12.0
+AMBIGUITY_PENALTY = 0.0
 
 CN_NUMBER = re.compile(
     r"(?:[0-9]+(?:\.[0-9]+)?|[零一二两三四五六七八九十]+)[十百千万亿][零一二两三四五六七八九十百千万亿0-9]*"
@@ -418,11 +418,14 @@ def _drop_particles(syllables: list[str]) -> list[str]:
 
 def _synonym_pattern(synonyms: dict[str, str]) -> tuple[re.Pattern[str] | None, dict[str, str]]:
     """A regex trying longer variants first, and normalised variant -> canonical."""
-    canonical = {}
+    # Canonical terms map to themselves so that a variant inside one (执照 in 营业执照)
+    # is not replaced again: the longer canonical term wins the match.
+    canonical = {normalise(term): normalise(term) for term in synonyms.values()}
     for variant, term in synonyms.items():
         key = normalise(variant)
-        if key and key != normalise(term):
+        if key and key not in canonical:
             canonical[key] = normalise(term)
+    canonical = {k: v for k, v in canonical.items() if k}
     if not canonical:
         return None, canonical
     return re.compile("|".join(re.escape(v) for v in sorted(canonical, key=len, reverse=True))), canonical
