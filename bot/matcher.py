@@ -119,6 +119,9 @@ CN_NUMBER = re.compile(
 KEEP = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff]+")
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 LATIN = re.compile(r"^[a-z]+$")
+RUNS = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[a-z]+|[^a-z\u3400-\u4dbf\u4e00-\u9fff]+")
+# Longest knowledge-base term the speller and the jieba dictionary deal with.
+MAX_TERM = 6
 FILLER = re.compile("|".join(sorted(FILLERS, key=len, reverse=True)))
 
 _T2S = OpenCC("t2s")
@@ -210,6 +213,13 @@ class Matcher:
         self._tokenizer = tokenizer or _new_tokenizer()
         for term in _dictionary_terms(kb, self._synonyms[1]):
             self._tokenizer.add_word(term, freq=20000)
+        prepared = {topic.id: [(kind, index, self._replace_synonyms(normalise(text)))
+                               for kind, index, text in _documents(topic)]
+                    for topic in kb.topics.values()}
+        vocabulary = {word for docs in prepared.values() for _, _, text in docs
+                      for word in self._tokenizer.lcut(text, HMM=False)
+                      if HAN.match(word) and 2 <= len(word) <= MAX_TERM and word not in STOPWORDS}
+        self._speller = _Speller(vocabulary, self._synonyms[1], self._tokenizer.FREQ)
         self._docs: list[_Doc] = []
         # feature -> document numbers; per topic: feature -> number of its documents using it
         self._postings: dict[str, list[int]] = defaultdict(list)
@@ -223,8 +233,8 @@ class Matcher:
             vocab: Counter[str] = Counter()
             texts = []
             named: set[str] = set()
-            for kind, index, text in _documents(topic):
-                analysis = self._analyse(text)
+            for kind, index, text in prepared[topic.id]:
+                analysis = self._analyse(self._speller.correct(text))
                 features = frozenset(analysis.features)
                 texts.append(analysis.text)
                 if kind != "example":
@@ -252,7 +262,8 @@ class Matcher:
 
     def match(self, question: str, exclude: tuple[str, int] | None = None) -> Match:
         """Best topics for a question; exclude=(topic_id, example index) leaves one example out."""
-        analysis = self._analyse(question, self._idf)
+        text = self._replace_synonyms(normalise(question))[:MAX_QUERY_CHARS]
+        analysis = self._analyse(self._speller.correct(text), self._idf)
         if not analysis.features:
             return Match("unknown", None, 0.0, ())
         excluded = self._find_doc(exclude)
@@ -276,17 +287,12 @@ class Matcher:
         band: Band = "suggest" if top >= self.settings.suggest_threshold else "unknown"
         return Match(band, None, top, tuple(candidates))
 
-    def analyse(self, question: str) -> tuple[str, tuple[str, ...]]:
-        """The normalised question and its features, for debugging matches."""
-        analysis = self._analyse(question)
-        return analysis.text, tuple(sorted(analysis.features, key=analysis.features.get, reverse=True))
+    def _replace_synonyms(self, text: str) -> str:
+        pattern, canonical = self._synonyms
+        return text if pattern is None else pattern.sub(lambda m: canonical[m.group(0)], text)
 
     def _analyse(self, text: str, known: dict[str, float] | None = None) -> _Analysis:
-        text = normalise(text)
-        pattern, canonical = self._synonyms
-        if pattern is not None:
-            text = pattern.sub(lambda m: canonical[m.group(0)], text)
-        text = text[:MAX_QUERY_CHARS]
+        """Features of a prepared text: words, fuzzy-pinyin syllable pairs and syllables."""
         features: dict[str, float] = {}
         syllables: list[str] = []
         words = self._tokenizer.lcut(text, HMM=False)
@@ -393,6 +399,85 @@ class Matcher:
         return max(0.0, (best - 60) * 2.5)
 
 
+class _Speller:
+    """Replaces homophone typos and typed pinyin with knowledge-base terms.
+
+    营页执照 -> 营业执照 and daikuan -> 贷款, so a typo or pinyin question gains the word
+    features of the term it means, not just its pinyin.
+    """
+
+    def __init__(self, vocabulary: set[str], synonyms: dict[str, str], words: dict[str, int]) -> None:
+        replacements = {word: word for word in vocabulary}
+        replacements.update((v, c) for v, c in synonyms.items() if HAN.match(v) and len(v) >= 2)
+        self._words = words
+        # Toneless pinyin -> replacement; None where two different terms sound alike.
+        self._exact: dict[tuple[str, ...], str | None] = {}
+        self._fuzzy: dict[tuple[str, ...], str | None] = {}
+        for term, target in sorted(replacements.items()):
+            if not all(HAN.match(c) for c in term) or len(term) > MAX_TERM:
+                continue
+            sounds = tuple(lazy_pinyin(term))
+            for table, key in ((self._exact, sounds), (self._fuzzy, tuple(map(fuzzy, sounds)))):
+                table[key] = target if table.get(key, target) == target else None
+
+    def correct(self, text: str) -> str:
+        """The text with typo'd words and pinyin runs replaced where a term sounds the same."""
+        out = []
+        for run in RUNS.findall(text):
+            if HAN.match(run):
+                out.append(self._correct_hanzi(run))
+            elif LATIN.match(run):
+                out.append(self._correct_pinyin(run))
+            else:
+                out.append(run)
+        return "".join(out)
+
+    def _correct_hanzi(self, run: str) -> str:
+        sounds = lazy_pinyin(run)
+        out = []
+        i = 0
+        while i < len(run):
+            for size in range(min(MAX_TERM, len(run) - i), 1, -1):
+                window = run[i:i + size]
+                target = self._exact.get(tuple(sounds[i:i + size]))
+                if target == window:
+                    break
+                # A real word is not a typo; a typo keeps most of its characters.
+                if (target and not self._words.get(window)
+                        and sum(a != b for a, b in zip(window, target)) <= max(1, size // 2)):
+                    break
+            else:
+                out.append(run[i])
+                i += 1
+                continue
+            out.append(target)
+            i += size
+        return "".join(out)
+
+    def _correct_pinyin(self, run: str) -> str:
+        pieces = split_pinyin(run)
+        if pieces is None:
+            return run
+        keys = [fuzzy(p) for p in pieces]
+        out = []
+        i = 0
+        while i < len(pieces):
+            for size in range(min(MAX_TERM, len(pieces) - i), 1, -1):
+                target = self._fuzzy.get(tuple(keys[i:i + size]))
+                if target:
+                    out.append(target)
+                    i += size
+                    break
+            else:
+                # Leftover syllables stay pinyin; neighbouring ones stay joined for re-splitting.
+                if out and LATIN.match(out[-1]):
+                    out[-1] += pieces[i]
+                else:
+                    out.append(pieces[i])
+                i += 1
+        return "".join(out)
+
+
 def _documents(topic) -> list[tuple[str, int, str]]:
     docs = [("title", 0, topic.title)]
     docs += [("keyword", i, k) for i, k in enumerate(topic.keywords)]
@@ -437,7 +522,7 @@ def _dictionary_terms(kb: KnowledgeBase, canonical: dict[str, str]) -> set[str]:
     for topic in kb.topics.values():
         terms.update(normalise(k) for k in topic.keywords)
         terms.update(normalise(part) for part in re.split(r"[：:，,、（）()\s]+", topic.title))
-    return {t for t in terms if 2 <= len(t) <= 8 and HAN.match(t)}
+    return {t for t in terms if 2 <= len(t) <= MAX_TERM and HAN.match(t)}
 
 
 def _new_tokenizer() -> jieba.Tokenizer:
