@@ -116,6 +116,8 @@ AMBIGUITY_PENALTY = 0.0
 CN_NUMBER = re.compile(
     r"(?:[0-9]+(?:\.[0-9]+)?|[零一二两三四五六七八九十]+)[十百千万亿][零一二两三四五六七八九十百千万亿0-9]*"
 )
+# "A-not-A" questions (要不要, 有没有, 允不允许) ask the same as the plain verb.
+A_NOT_A = re.compile(r"([\u4e00-\u9fff])[不没]\1")
 KEEP = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff]+")
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 LATIN = re.compile(r"^[a-z]+$")
@@ -159,11 +161,12 @@ class _Doc:
 
 
 def normalise(text: str) -> str:
-    """Lower-case simplified Chinese without punctuation, emoji, spaces or spoken fillers."""
+    """Lower-case simplified Chinese without punctuation, emoji, spaces, fillers or A-not-A."""
     text = unicodedata.normalize("NFKC", text[:MAX_INPUT_CHARS])
     text = _T2S.convert(text).lower()
     text = KEEP.sub("", text)
     text = FILLER.sub("", text)
+    text = A_NOT_A.sub(r"\1", text)
     return CN_NUMBER.sub(_arabic, text)
 
 
