@@ -39,7 +39,8 @@ def shipped() -> Matcher:
     ("呃我想问一下哈补贴", "补贴"),
     ("想贷五万块", "想贷50000块"),                     # Chinese numerals with a magnitude
     ("贷2万", "贷20000"),
-    ("二十万够不够", "200000够不够"),
+    ("二十万够不够", "200000够"),                    # and A-not-A questions
+    ("允不允许", "允许"),
     ("十佳创业之星", "十佳创业之星"),                  # not a number: left alone
     ("", ""),
 ])
