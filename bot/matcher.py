@@ -212,6 +212,7 @@ class Matcher:
                  tokenizer: jieba.Tokenizer | None = None) -> None:
         self.kb = kb
         self.settings = settings
+        self._sound_cache: dict[str, tuple[str, ...]] = {}
         self._synonyms = _synonym_pattern(kb.synonyms)
         self._tokenizer = tokenizer or _new_tokenizer()
         for term in _dictionary_terms(kb, self._synonyms[1]):
@@ -219,8 +220,10 @@ class Matcher:
         prepared = {topic.id: [(kind, index, self._replace_synonyms(normalise(text)))
                                for kind, index, text in _documents(topic)]
                     for topic in kb.topics.values()}
-        vocabulary = {word for docs in prepared.values() for _, _, text in docs
-                      for word in self._tokenizer.lcut(text, HMM=False)
+        # Cuts of the prepared texts, reused below for texts the speller leaves unchanged.
+        cuts = {text: self._tokenizer.lcut(text, HMM=False)
+                for docs in prepared.values() for _, _, text in docs}
+        vocabulary = {word for words in cuts.values() for word in words
                       if HAN.match(word) and 2 <= len(word) <= MAX_TERM and word not in STOPWORDS}
         self._speller = _Speller(vocabulary, self._synonyms[1], self._tokenizer.FREQ)
         self._docs: list[_Doc] = []
@@ -237,7 +240,8 @@ class Matcher:
             texts = []
             named: set[str] = set()
             for kind, index, text in prepared[topic.id]:
-                analysis = self._analyse(self._speller.correct(text))
+                corrected = self._speller.correct(text)
+                analysis = self._analyse(corrected, words=cuts.get(corrected))
                 features = frozenset(analysis.features)
                 texts.append(analysis.text)
                 if kind != "example":
@@ -294,25 +298,27 @@ class Matcher:
         pattern, canonical = self._synonyms
         return text if pattern is None else pattern.sub(lambda m: canonical[m.group(0)], text)
 
-    def _analyse(self, text: str, known: dict[str, float] | None = None) -> _Analysis:
+    def _analyse(self, text: str, known: dict[str, float] | None = None,
+                 words: list[str] | None = None) -> _Analysis:
         """Features of a prepared text: words, fuzzy-pinyin syllable pairs and syllables."""
         features: dict[str, float] = {}
         syllables: list[str] = []
-        words = self._tokenizer.lcut(text, HMM=False)
+        if words is None:
+            words = self._tokenizer.lcut(text, HMM=False)
         for word in words:
             if word not in STOPWORDS and not (LATIN.match(word) and split_pinyin(word)):
                 features["w" + word] = KIND_WEIGHT["w"]
-        # Parts of long words (合作社 in 专业合作社) help only when the knowledge base uses
-        # them; unknown parts would just dilute the question.
-        for word in self._tokenizer.lcut_for_search(text, HMM=False):
-            if HAN.match(word) and word not in STOPWORDS and (known is None or "w" + word in known):
-                features["w" + word] = KIND_WEIGHT["w"]
+        for part in self._parts(words):
+            # Parts of long words (合作社 in 专业合作社) help only when the knowledge base
+            # uses them; unknown parts would just dilute the question.
+            if part not in STOPWORDS and (known is None or "w" + part in known):
+                features["w" + part] = KIND_WEIGHT["w"]
         for word in words:
             if HAN.match(word):
                 if word in STOPWORDS:
                     syllables.append("|")
                 else:
-                    syllables.extend(fuzzy(s) for s in lazy_pinyin(word))
+                    syllables.extend(self._sounds(word))
             elif LATIN.match(word):
                 pieces = split_pinyin(word)
                 if pieces is not None:
@@ -327,6 +333,24 @@ class Matcher:
                 features.setdefault("b" + syllable + " " + syllables[i + 1], KIND_WEIGHT["b"])
         spoken = " ".join(s for s in syllables if s != "|")
         return _Analysis(text, spoken, features)
+
+    def _parts(self, words: list[str]) -> list[str]:
+        """Dictionary words inside longer words, as jieba's search mode finds them."""
+        known = self._tokenizer.FREQ
+        parts = []
+        for word in words:
+            if len(word) > 2 and HAN.match(word):
+                for size in (2, 3):
+                    parts += [word[i:i + size] for i in range(len(word) - size + 1)
+                              if size < len(word) and known.get(word[i:i + size])]
+        return parts
+
+    def _sounds(self, word: str) -> tuple[str, ...]:
+        """Fuzzy toneless pinyin of a word, read as a phrase (cached: words repeat a lot)."""
+        sounds = self._sound_cache.get(word)
+        if sounds is None:
+            sounds = self._sound_cache[word] = tuple(fuzzy(s) for s in lazy_pinyin(word))
+        return sounds
 
     def _weight(self, feature: str, excluded: int | None = None) -> float:
         idf = self._idf.get(feature, self._unknown_idf)
@@ -413,14 +437,18 @@ class _Speller:
         replacements = {word: word for word in vocabulary}
         replacements.update((v, c) for v, c in synonyms.items() if HAN.match(v) and len(v) >= 2)
         self._words = words
-        # Toneless pinyin -> replacement; None where two different terms sound alike.
+        self._char_sounds: dict[str, str] = {}
+        # Pinyin -> replacement; None where two different terms sound alike. Typed hanzi are
+        # compared by each character's own reading (exact), typed pinyin by the term's
+        # reading as a phrase with fuzzy initials and finals.
         self._exact: dict[tuple[str, ...], str | None] = {}
         self._fuzzy: dict[tuple[str, ...], str | None] = {}
         for term, target in sorted(replacements.items()):
             if not all(HAN.match(c) for c in term) or len(term) > MAX_TERM:
                 continue
-            sounds = tuple(lazy_pinyin(term))
-            for table, key in ((self._exact, sounds), (self._fuzzy, tuple(map(fuzzy, sounds)))):
+            exact = tuple(self._sound(c) for c in term)
+            spoken = tuple(fuzzy(s) for s in lazy_pinyin(term))
+            for table, key in ((self._exact, exact), (self._fuzzy, spoken)):
                 table[key] = target if table.get(key, target) == target else None
 
     def correct(self, text: str) -> str:
@@ -435,8 +463,14 @@ class _Speller:
                 out.append(run)
         return "".join(out)
 
+    def _sound(self, char: str) -> str:
+        sound = self._char_sounds.get(char)
+        if sound is None:
+            sound = self._char_sounds[char] = lazy_pinyin(char)[0]
+        return sound
+
     def _correct_hanzi(self, run: str) -> str:
-        sounds = lazy_pinyin(run)
+        sounds = [self._sound(c) for c in run]
         out = []
         i = 0
         while i < len(run):
