@@ -223,7 +223,7 @@ class Matcher:
         # Cuts of the prepared texts, reused below for texts the speller leaves unchanged.
         cuts = {text: self._tokenizer.lcut(text, HMM=False)
                 for docs in prepared.values() for _, _, text in docs}
-        vocabulary = {word for words in cuts.values() for word in words
+        vocabulary = {word for words in cuts.values() for word in [*words, *self._parts(words)]
                       if HAN.match(word) and 2 <= len(word) <= MAX_TERM and word not in STOPWORDS}
         self._speller = _Speller(vocabulary, self._synonyms[1], self._tokenizer.FREQ)
         self._docs: list[_Doc] = []
@@ -544,6 +544,8 @@ def _synonym_pattern(synonyms: dict[str, str]) -> tuple[re.Pattern[str] | None, 
     # is not replaced again: the longer canonical term wins the match.
     canonical = {normalise(term): normalise(term) for term in synonyms.values()}
     for variant, term in synonyms.items():
+        if A_NOT_A.search(variant):
+            continue  # 能不能 is already reduced to 能, which must not become a variant
         key = normalise(variant)
         if key and key not in canonical:
             canonical[key] = normalise(term)
