@@ -130,6 +130,9 @@ A_NOT_A = re.compile(r"([\u4e00-\u9fff])[不没]\1")
 KEEP = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff]+")
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 LATIN = re.compile(r"^[a-z]+$")
+# Phrases such as 教什么 or 贷多少 are keywords but not words: a typo of them is too likely
+# to be a different question (你叫什么 is not 你教什么), so the speller leaves them out.
+QUESTION_WORD = re.compile("什么|怎么|多少|哪|谁|几|啥|吗|呢|不|没")
 RUNS = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[a-z]+|[^a-z\u3400-\u4dbf\u4e00-\u9fff]+")
 # Longest knowledge-base term the speller and the jieba dictionary deal with.
 MAX_TERM = 6
@@ -284,7 +287,9 @@ class Matcher:
             return Match("unknown", None, 0.0, ())
         excluded = self._find_doc(exclude)
         weights = {f: self._weight(f, excluded) for f in analysis.features}
-        scored = self._score(analysis, weights, self._candidates(weights, excluded), excluded)
+        # Cues are looked up before spelling correction, which may turn 你叫 into 你教.
+        cues = [cue for cue in OUT_OF_SCOPE_CUES if cue in text or cue in analysis.text]
+        scored = self._score(analysis, weights, self._candidates(weights, excluded), excluded, cues)
         if not scored:
             return Match("unknown", None, 0.0, ())
         ranked = sorted(scored.items(), key=lambda item: item[1], reverse=True)
@@ -393,9 +398,8 @@ class Matcher:
         return heapq.nlargest(MAX_CANDIDATE_TOPICS, gained, key=gained.get)
 
     def _score(self, analysis: _Analysis, weights: dict[str, float], topic_ids: list[str],
-               excluded: int | None) -> dict[str, float]:
+               excluded: int | None, cues: list[str]) -> dict[str, float]:
         total = sum(weights.values())
-        cues = [cue for cue in OUT_OF_SCOPE_CUES if cue in analysis.text]
         left_out = self._docs[excluded] if excluded is not None else None
         scores = {}
         for topic_id in topic_ids:
@@ -457,7 +461,7 @@ class _Speller:
         self._exact: dict[tuple[str, ...], str | None] = {}
         self._fuzzy: dict[tuple[str, ...], str | None] = {}
         for term, target in sorted(replacements.items()):
-            if not all(HAN.match(c) for c in term) or len(term) > MAX_TERM:
+            if not all(HAN.match(c) for c in term) or len(term) > MAX_TERM or QUESTION_WORD.search(term):
                 continue
             exact = tuple(self._sound(c) for c in term)
             spoken = tuple(fuzzy(s) for s in lazy_pinyin(term))
