@@ -111,7 +111,7 @@ KIND_WEIGHT = {"w": 1.0, "b": 1.0, "u": 0.25}
 KEYWORD_BOOST = 1.5
 # Weight of a feature that only one example uses (reaches 1 at three examples).
 EXAMPLE_STRENGTH = 0.6
-# Cap on index postings visited per question, so a feature shared by thousands of documents
+# Cap on index postings visited per question, so a feature shared by thousands of topics
 # does not make a large knowledge base slow; the rarest features are visited first.
 POSTINGS_BUDGET = 6000
 MAX_CANDIDATE_TOPICS = 12
@@ -119,8 +119,6 @@ MAX_CANDIDATE_TOPICS = 12
 # share of the question the topic explains scales the result between COVER_FLOOR and 1.
 TAU = 5.0
 COVER_FLOOR = 0.7
-# A runner-up this close means the question is ambiguous: it costs up to this many points.
-AMBIGUITY_PENALTY = 0.0
 
 CN_NUMBER = re.compile(
     r"(?:[0-9]+(?:\.[0-9]+)?|[零一二两三四五六七八九十]+)[十百千万亿][零一二两三四五六七八九十百千万亿0-9]*"
@@ -239,8 +237,8 @@ class Matcher:
                       if HAN.match(word) and 2 <= len(word) <= MAX_TERM and word not in STOPWORDS}
         self._speller = _Speller(vocabulary, self._synonyms[1], self._tokenizer.FREQ)
         self._docs: list[_Doc] = []
-        # feature -> document numbers; per topic: feature -> number of its documents using it
-        self._postings: dict[str, list[int]] = defaultdict(list)
+        # feature -> number of documents using it; per topic: feature -> its documents using it
+        self._doc_count: Counter[str] = Counter()
         self._vocab: dict[str, Counter[str]] = {}
         self._keyword_features: dict[str, frozenset[str]] = {}
         self._topic_text: dict[str, str] = {}
@@ -258,18 +256,21 @@ class Matcher:
                 texts.append(analysis.text)
                 if kind != "example":
                     named.update(features)
-                doc = _Doc(topic.id, kind, index, analysis.syllables, features)
-                for feature in features:
-                    self._postings[feature].append(len(self._docs))
+                self._docs.append(_Doc(topic.id, kind, index, analysis.syllables, features))
+                self._doc_count.update(features)
                 vocab.update(features)
-                self._docs.append(doc)
             self._vocab[topic.id] = vocab
             self._doc_range[topic.id] = (first, len(self._docs))
             self._keyword_features[topic.id] = frozenset(named)
             self._topic_text[topic.id] = "|".join(texts)
+        # The inverted index: feature -> topics whose documents use it.
+        self._postings: dict[str, list[str]] = defaultdict(list)
+        for topic_id, vocab in self._vocab.items():
+            for feature in vocab:
+                self._postings[feature].append(topic_id)
         self._postings = dict(self._postings)
         total = len(kb.topics)
-        topic_df = Counter(f for vocab in self._vocab.values() for f in vocab)
+        topic_df = {f: len(topics) for f, topics in self._postings.items()}
         # BM25-style inverse document frequency over topics, so words shared by most topics
         # (创业, 政策) weigh almost nothing.
         self._idf = {f: math.log(1 + (total - df + 0.5) / (df + 0.5)) for f, df in topic_df.items()}
@@ -294,9 +295,6 @@ class Matcher:
             return Match("unknown", None, 0.0, ())
         ranked = sorted(scored.items(), key=lambda item: item[1], reverse=True)
         top_id, top = ranked[0]
-        if len(ranked) > 1 and top > 0:
-            # Two topics explaining the question almost equally well: offer, don't answer.
-            top -= AMBIGUITY_PENALTY * max(0.0, 1 - (top - ranked[1][1]) / (0.25 * top))
         top = round(max(0.0, min(100.0, top)), 1)
         candidates = [Candidate(top_id, self.kb.topics[top_id].title, top)]
         for topic_id, score in ranked[1:self.settings.max_suggestions]:
@@ -368,7 +366,8 @@ class Matcher:
 
     def _weight(self, feature: str, excluded: int | None = None) -> float:
         idf = self._idf.get(feature, self._unknown_idf)
-        if excluded is not None and self._postings.get(feature) == [excluded]:
+        if (excluded is not None and self._doc_count.get(feature) == 1
+                and feature in self._docs[excluded].features):
             idf = self._unknown_idf  # only the left-out example knew this feature
         return KIND_WEIGHT[feature[0]] * idf
 
@@ -381,20 +380,21 @@ class Matcher:
     def _candidates(self, weights: dict[str, float], excluded: int | None) -> list[str]:
         """Topics sharing the most weight with the question, via the inverted index."""
         gained: dict[str, float] = defaultdict(float)
+        left_out = self._docs[excluded] if excluded is not None else None
         budget = POSTINGS_BUDGET
         for feature in sorted(weights, key=weights.get, reverse=True):
             postings = self._postings.get(feature)
             if not postings:
                 continue
-            if len(postings) > budget and gained:
+            # Single syllables only help when nothing better matched (pinyin fragments).
+            if gained and (len(postings) > budget or feature[0] == "u"):
                 break
             budget -= len(postings)
-            seen: set[str] = set()
-            for n in postings:
-                topic_id = self._docs[n].topic_id
-                if n != excluded and topic_id not in seen:
-                    seen.add(topic_id)
-                    gained[topic_id] += weights[feature]
+            weight = weights[feature]
+            for topic_id in postings:
+                gained[topic_id] += weight
+            if left_out and feature in left_out.features and self._vocab[left_out.topic_id][feature] == 1:
+                gained[left_out.topic_id] -= weight
         return heapq.nlargest(MAX_CANDIDATE_TOPICS, gained, key=gained.get)
 
     def _score(self, analysis: _Analysis, weights: dict[str, float], topic_ids: list[str],
