@@ -6,12 +6,13 @@ into words with a private jieba tokenizer that knows the knowledge base's terms.
 also turned into toneless "fuzzy" pinyin, so homophone typos (代款 for 贷款) and questions typed
 in pinyin land on the same features as the knowledge base text.
 
-Features are words, pinyin syllable pairs and single syllables, weighted by how rare they are
-across topics. An inverted index from feature to documents (titles, keywords and example
-questions) yields the candidate topics without scanning the whole knowledge base; candidates are
-scored by how much of the question their vocabulary explains, by their best document and by
-rapidfuzz similarity of pinyin strings. The score (0-100) chooses the band: answer, suggest
-("您是不是想问") or unknown.
+A speller replaces homophone typos and typed pinyin with the knowledge-base term they sound
+like (营页执照 -> 营业执照, daikuan -> 贷款). Features are words, pinyin syllable pairs and single
+syllables, weighted by how rare they are across topics. An inverted index from feature to
+topics yields a few candidates without scanning the whole knowledge base; each is scored by
+how much weight its titles, keywords and examples share with the question, by the share of
+the question they explain, and by rapidfuzz similarity of the pinyin to its closest example.
+The score (0-100) chooses the band: answer, suggest ("您是不是想问") or unknown.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from opencc import OpenCC
 from pypinyin import lazy_pinyin
 from rapidfuzz import fuzz
 
-from bot.knowledge import KnowledgeBase
+from bot.knowledge import KnowledgeBase, Topic
 from bot.settings import MatcherSettings
 
 Band = Literal["answer", "suggest", "unknown"]
@@ -157,8 +158,8 @@ class Match:
 @dataclass(frozen=True)
 class _Analysis:
     text: str
-    syllables: str
-    features: dict[str, float]
+    syllables: str  # fuzzy pinyin, space-separated, for rapidfuzz
+    features: frozenset[str]  # kind letter (KIND_WEIGHT) + word or pinyin
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,7 @@ class Matcher:
             for kind, index, text in prepared[topic.id]:
                 corrected = self._speller.correct(text)
                 analysis = self._analyse(corrected, words=cuts.get(corrected))
-                features = frozenset(analysis.features)
+                features = analysis.features
                 texts.append(analysis.text)
                 if kind != "example":
                     named.update(features)
@@ -275,9 +276,10 @@ class Matcher:
         # (创业, 政策) weigh almost nothing.
         self._idf = {f: math.log(1 + (total - df + 0.5) / (df + 0.5)) for f, df in topic_df.items()}
         self._unknown_idf = math.log(1 + (total + 0.5) / 1.5)
+        self._order = {topic_id: n for n, topic_id in enumerate(kb.topics)}
 
     def reload(self, kb: KnowledgeBase) -> Matcher:
-        """A matcher for an edited knowledge base, reusing this one's jieba dictionary."""
+        """A matcher for an edited knowledge base that reuses this one's jieba dictionary (~1 s)."""
         return Matcher(kb, self.settings, self._tokenizer)
 
     def match(self, question: str, exclude: tuple[str, int] | None = None) -> Match:
@@ -293,7 +295,8 @@ class Matcher:
         scored = self._score(analysis, weights, self._candidates(weights, excluded), excluded, cues)
         if not scored:
             return Match("unknown", None, 0.0, ())
-        ranked = sorted(scored.items(), key=lambda item: item[1], reverse=True)
+        # Ties go to the topic listed first in the knowledge base, the same in every process.
+        ranked = sorted(scored.items(), key=lambda item: (-item[1], self._order[item[0]]))
         top_id, top = ranked[0]
         top = round(max(0.0, min(100.0, top)), 1)
         candidates = [Candidate(top_id, self.kb.topics[top_id].title, top)]
@@ -313,18 +316,18 @@ class Matcher:
     def _analyse(self, text: str, known: dict[str, float] | None = None,
                  words: list[str] | None = None) -> _Analysis:
         """Features of a prepared text: words, fuzzy-pinyin syllable pairs and syllables."""
-        features: dict[str, float] = {}
+        features: set[str] = set()
         syllables: list[str] = []
         if words is None:
             words = self._tokenizer.lcut(text, HMM=False)
         for word in words:
             if word not in STOPWORDS and not (LATIN.match(word) and split_pinyin(word)):
-                features["w" + word] = KIND_WEIGHT["w"]
+                features.add("w" + word)
         for part in self._parts(words):
             # Parts of long words (合作社 in 专业合作社) help only when the knowledge base
             # uses them; unknown parts would just dilute the question.
             if part not in STOPWORDS and (known is None or "w" + part in known):
-                features["w" + part] = KIND_WEIGHT["w"]
+                features.add("w" + part)
         for word in words:
             if HAN.match(word):
                 if word in STOPWORDS:
@@ -340,11 +343,11 @@ class Matcher:
         for i, syllable in enumerate(syllables):
             if syllable == "|":
                 continue
-            features.setdefault("u" + syllable, KIND_WEIGHT["u"])
+            features.add("u" + syllable)
             if i + 1 < len(syllables) and syllables[i + 1] != "|":
-                features.setdefault("b" + syllable + " " + syllables[i + 1], KIND_WEIGHT["b"])
+                features.add("b" + syllable + " " + syllables[i + 1])
         spoken = " ".join(s for s in syllables if s != "|")
-        return _Analysis(text, spoken, features)
+        return _Analysis(text, spoken, frozenset(features))
 
     def _parts(self, words: list[str]) -> list[str]:
         """Dictionary words inside longer words, as jieba's search mode finds them."""
@@ -382,7 +385,7 @@ class Matcher:
         gained: dict[str, float] = defaultdict(float)
         left_out = self._docs[excluded] if excluded is not None else None
         budget = POSTINGS_BUDGET
-        for feature in sorted(weights, key=weights.get, reverse=True):
+        for feature in sorted(weights, key=lambda f: (-weights[f], f)):
             postings = self._postings.get(feature)
             if not postings:
                 continue
@@ -395,7 +398,8 @@ class Matcher:
                 gained[topic_id] += weight
             if left_out and feature in left_out.features and self._vocab[left_out.topic_id][feature] == 1:
                 gained[left_out.topic_id] -= weight
-        return heapq.nlargest(MAX_CANDIDATE_TOPICS, gained, key=gained.get)
+        return heapq.nsmallest(MAX_CANDIDATE_TOPICS, gained,
+                               key=lambda t: (-gained[t], self._order[t]))
 
     def _score(self, analysis: _Analysis, weights: dict[str, float], topic_ids: list[str],
                excluded: int | None, cues: list[str]) -> dict[str, float]:
@@ -532,7 +536,8 @@ class _Speller:
         return "".join(out)
 
 
-def _documents(topic) -> list[tuple[str, int, str]]:
+def _documents(topic: Topic) -> list[tuple[str, int, str]]:
+    """(kind, index, text) of a topic's title, keywords and examples."""
     docs = [("title", 0, topic.title)]
     docs += [("keyword", i, k) for i, k in enumerate(topic.keywords)]
     docs += [("example", i, e) for i, e in enumerate(topic.examples)]
