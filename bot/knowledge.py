@@ -103,6 +103,9 @@ def fill_placeholders(text: str, county: CountySettings) -> str:
 def load_knowledge(path: Path) -> KnowledgeBase:
     """Read every policies/*.toml under path; raise KnowledgeError on the first problem."""
     kb, problems = _read(Path(path))
+    if len(problems) > 1:
+        raise KnowledgeError(f"{problems[0]}（另有 {len(problems) - 1} 个问题，"
+                             "运行 python run.py policies check 查看全部）")
     if problems:
         raise KnowledgeError(problems[0])
     return kb
@@ -115,6 +118,8 @@ def check_knowledge(path: Path, settings: MatcherSettings) -> list[str]:
 
     path = Path(path)
     kb, problems = _read(path)
+    if not path.is_dir():
+        return problems
     for topic_id in CONTRACT_IDS:
         if topic_id not in kb.topics:
             problems.append(f"{path}: 缺少规格约定的话题 {topic_id}（见 shared/policy-spec.md）")

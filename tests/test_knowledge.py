@@ -177,3 +177,14 @@ def test_shipped_knowledge_base_keeps_the_spec_contract():
 
 def test_shipped_knowledge_base_passes_the_check():
     assert check_knowledge(SHIPPED, MatcherSettings()) == []
+
+
+def test_load_error_says_how_many_more_problems_there_are(tmp_path):
+    path = write(tmp_path / "policies", "support.toml", topic_toml("support.loan", answer=None),
+                 topic_toml("support.tax", examples=2))
+    with pytest.raises(KnowledgeError, match="另有 1 个问题"):
+        load_knowledge(path.parent)
+
+
+def test_missing_folder_is_one_problem(tmp_path):
+    assert check_knowledge(tmp_path / "nowhere", MatcherSettings()) == [f"{tmp_path / 'nowhere'}: 知识库目录不存在"]
