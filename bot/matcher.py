@@ -16,6 +16,7 @@ The score (0-100) chooses the band: answer, suggest ("您是不是想问") or un
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import math
@@ -586,9 +587,20 @@ def _dictionary_terms(kb: KnowledgeBase, canonical: dict[str, str]) -> set[str]:
     return {t for t in terms if 2 <= len(t) <= MAX_TERM and HAN.match(t)}
 
 
-def _new_tokenizer() -> jieba.Tokenizer:
-    """A private jieba tokenizer with its dictionary loaded now, not on the first question."""
+@functools.cache
+def _base_dictionary() -> tuple[dict[str, int], int]:
+    """jieba's stock dictionary, read once per process: reading it takes about a second,
+    and every knowledge base (and every test app) needs a private copy to add words to."""
     logging.getLogger("jieba").setLevel(logging.WARNING)
     tokenizer = jieba.Tokenizer()
     tokenizer.initialize()
+    return tokenizer.FREQ, tokenizer.total
+
+
+def _new_tokenizer() -> jieba.Tokenizer:
+    """A private jieba tokenizer with its own copy of the stock dictionary."""
+    freq, total = _base_dictionary()
+    tokenizer = jieba.Tokenizer()
+    tokenizer.FREQ, tokenizer.total = dict(freq), total
+    tokenizer.initialized = True
     return tokenizer

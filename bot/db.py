@@ -1,0 +1,942 @@
+"""SQLite storage: connection, migrations and every SQL statement, as domain verbs.
+
+All processes (gunicorn workers, the CLI) share one database file in WAL mode; writes that
+read before they write take the lock up front (BEGIN IMMEDIATE) so concurrent workers
+queue instead of failing.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("chuangyetong")
+
+
+def connect(path: str | Path) -> Database:
+    """Open the database file (creating its folder) with settings safe for many processes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return Database(conn, execute_plugins=False)
+
+
+def migrate(path: str | Path) -> None:
+    """Apply pending migrations; a file lock keeps concurrent starters from racing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        db = connect(path)
+        try:
+            migrations.apply(db)
+        finally:
+            db.close()
+
+
+@contextlib.contextmanager
+def immediate(db: Database) -> Iterator[Database]:
+    """A write transaction that takes the write lock at once (read-then-write safety)."""
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.conn.execute("ROLLBACK")
+        raise
+    else:
+        db.conn.execute("COMMIT")
+
+
+def now() -> float:
+    """Current Unix time; one place so the storage layer agrees on the clock."""
+    return time.time()
+
+
+# --- schema -------------------------------------------------------------------------
+
+
+@migrations()
+def m001_core(db: Database) -> None:
+    # One row per inbound message: it is the dedupe record (key = MsgId, or openid plus
+    # CreateTime for events) and the conversation log the console reads.
+    db["messages"].create({
+        "id": int, "dedupe_key": str, "openid": str, "msg_id": str, "msg_type": str,
+        "content": str, "reply": str, "reply_kind": str, "topic": str, "band": str,
+        "state": str, "received_at": float, "latency_ms": float,
+    }, pk="id", not_null={"dedupe_key", "openid", "received_at"})
+    db["messages"].create_index(["dedupe_key"], unique=True)
+    db["messages"].create_index(["openid", "received_at"])
+    db["messages"].create_index(["received_at"])
+    db["subscribers"].create({
+        "openid": str, "subscribed": int, "subscribed_at": float,
+        "unsubscribed_at": float, "last_seen_at": float,
+    }, pk="openid")
+    # Per-user conversational state outside forms: the last list shown (menu, category,
+    # suggestions) and the unread rest of a long answer.
+    db["user_state"].create({"openid": str, "state": str, "updated_at": float}, pk="openid")
+    # Messages sent later through the customer-service API (late replies, notices, pushes
+    # in the 48-hour window). In demo mode they land in the simulator's inbox instead.
+    db["outbox"].create({
+        "id": int, "openid": str, "text": str, "source": str, "status": str,
+        "attempts": int, "errcode": int, "error": str, "next_attempt_at": float,
+        "created_at": float, "sent_at": float,
+    }, pk="id", not_null={"openid", "text", "status", "created_at"}, defaults={"attempts": 0})
+    db["outbox"].create_index(["status", "next_attempt_at"])
+    db["inbox"].create({"id": int, "openid": str, "text": str, "created_at": float},
+                       pk="id", not_null={"openid", "text", "created_at"})
+    db["inbox"].create_index(["openid", "id"])
+    db["kv"].create({"key": str, "value": str, "expires_at": float}, pk="key")
+    db["unanswered"].create({
+        "id": int, "openid": str, "question": str, "band": str, "best_topic": str,
+        "score": float, "status": str, "created_at": float,
+    }, pk="id", not_null={"question", "status", "created_at"})
+    db["unanswered"].create_index(["status", "created_at"])
+
+
+# --- messages: dedupe and log --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeenMessage:
+    """A message already received: its stored reply, if one was given in time."""
+    state: str
+    reply: str | None
+    reply_kind: str | None
+
+
+def remember_message(db: Database, key: str, openid: str, msg_id: str, msg_type: str,
+                     content: str) -> SeenMessage | None:
+    """Record an inbound message; return the earlier record if this key was seen before."""
+    try:
+        db.conn.execute(
+            "INSERT INTO messages (dedupe_key, openid, msg_id, msg_type, content, state,"
+            " received_at) VALUES (?, ?, ?, ?, ?, 'processing', ?)",
+            (key, openid, msg_id, msg_type, content, now()),
+        )
+        db.conn.commit()
+        return None
+    except sqlite3.IntegrityError:
+        row = db.conn.execute(
+            "SELECT state, reply, reply_kind FROM messages WHERE dedupe_key = ?", (key,)
+        ).fetchone()
+        return SeenMessage(*row)
+
+
+def record_reply(db: Database, key: str, reply: str, reply_kind: str, topic: str | None,
+                 band: str | None, state: str) -> None:
+    """Store the reply given to a message (state: replied, deferred or delivered late)."""
+    db.conn.execute(
+        "UPDATE messages SET reply = ?, reply_kind = ?, topic = ?, band = ?, state = ?,"
+        " latency_ms = (? - received_at) * 1000 WHERE dedupe_key = ?",
+        (reply, reply_kind, topic, band, state, now(), key),
+    )
+    db.conn.commit()
+
+
+def recent_messages(db: Database, openid: str, limit: int = 50) -> list[dict[str, Any]]:
+    """A subscriber's latest messages with the bot's replies, newest first."""
+    return list(db.query(
+        "SELECT * FROM messages WHERE openid = ? ORDER BY received_at DESC, id DESC LIMIT ?",
+        [openid, limit]))
+
+
+# --- subscribers ---------------------------------------------------------------------
+
+LAST_SEEN_PRECISION = 60.0  # seconds
+
+
+def touch_subscriber(db: Database, openid: str, subscribed: bool | None = None) -> None:
+    """Note that a user interacted (opens the 48-hour window); track (un)subscription."""
+    t = now()
+    if subscribed is None:
+        # Most messages come in bursts from the same user: a minute's precision is plenty
+        # for a 48-hour window and spares a write transaction per message.
+        row = db.conn.execute("SELECT last_seen_at FROM subscribers WHERE openid = ?",
+                              (openid,)).fetchone()
+        if row is not None and row[0] is not None and t - row[0] < LAST_SEEN_PRECISION:
+            return
+    db.conn.execute(
+        "INSERT INTO subscribers (openid, subscribed, subscribed_at, last_seen_at)"
+        " VALUES (?, 1, ?, ?) ON CONFLICT(openid) DO UPDATE SET last_seen_at = excluded.last_seen_at",
+        (openid, t, t),
+    )
+    if subscribed is True:
+        db.conn.execute("UPDATE subscribers SET subscribed = 1, subscribed_at = ? WHERE openid = ?",
+                        (t, openid))
+    elif subscribed is False:
+        db.conn.execute("UPDATE subscribers SET subscribed = 0, unsubscribed_at = ? WHERE openid = ?",
+                        (t, openid))
+    db.conn.commit()
+
+
+# --- per-user state ------------------------------------------------------------------
+
+
+def load_state(db: Database, openid: str) -> dict[str, Any]:
+    """The user's conversational state (empty dict if none)."""
+    row = db.conn.execute("SELECT state FROM user_state WHERE openid = ?", (openid,)).fetchone()
+    return json.loads(row[0]) if row else {}
+
+
+def save_state(db: Database, openid: str, state: dict[str, Any]) -> None:
+    """Replace the user's conversational state."""
+    db.conn.execute(
+        "INSERT INTO user_state (openid, state, updated_at) VALUES (?, ?, ?)"
+        " ON CONFLICT(openid) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+        (openid, json.dumps(state, ensure_ascii=False), now()),
+    )
+    db.conn.commit()
+
+
+# --- outbox and simulator inbox ------------------------------------------------------
+
+
+def enqueue_message(db: Database, openid: str, text: str, source: str) -> int:
+    """Queue a message for delivery through the customer-service API; returns its id."""
+    cur = db.conn.execute(
+        "INSERT INTO outbox (openid, text, source, status, attempts, next_attempt_at, created_at)"
+        " VALUES (?, ?, ?, 'pending', 0, ?, ?)",
+        (openid, text, source, now(), now()),
+    )
+    db.conn.commit()
+    return int(cur.lastrowid)
+
+
+def claim_outbox(db: Database, limit: int = 20, lease_seconds: float = 60.0) -> list[dict[str, Any]]:
+    """Take due outbox rows for delivery; a lease stops two workers sending the same row."""
+    t = now()
+    with immediate(db):
+        rows = [dict(r) for r in db.query(
+            "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+            " ORDER BY id LIMIT ?", [t, limit])]
+        for r in rows:
+            db.conn.execute("UPDATE outbox SET next_attempt_at = ? WHERE id = ?",
+                            (t + lease_seconds, r["id"]))
+    return rows
+
+
+def finish_outbox(db: Database, row_id: int, errcode: int = 0, error: str = "",
+                  retry_in: float | None = None, max_attempts: int = 5) -> None:
+    """Mark an outbox row sent, or failed: retried after retry_in until max_attempts."""
+    if errcode == 0:
+        db.conn.execute("UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
+                        " errcode = 0, error = '' WHERE id = ?", (now(), row_id))
+    else:
+        attempts = db.conn.execute("SELECT attempts FROM outbox WHERE id = ?",
+                                   (row_id,)).fetchone()[0] + 1
+        give_up = retry_in is None or attempts >= max_attempts
+        db.conn.execute(
+            "UPDATE outbox SET status = ?, attempts = ?, errcode = ?, error = ?, next_attempt_at = ?"
+            " WHERE id = ?",
+            ("failed" if give_up else "pending", attempts, errcode, error,
+             now() + (retry_in or 0), row_id),
+        )
+    db.conn.commit()
+
+
+def add_to_inbox(db: Database, openid: str, text: str) -> None:
+    """Deliver a pushed message to the simulator (demo mode)."""
+    db.conn.execute("INSERT INTO inbox (openid, text, created_at) VALUES (?, ?, ?)",
+                    (openid, text, now()))
+    db.conn.commit()
+
+
+def inbox_since(db: Database, openid: str, after_id: int) -> list[dict[str, Any]]:
+    """Simulator inbox messages for a user newer than after_id."""
+    return list(db.query("SELECT id, text, created_at FROM inbox WHERE openid = ? AND id > ?"
+                         " ORDER BY id", [openid, after_id]))
+
+
+# --- key/value with expiry (access token cache) ----------------------------------------
+
+
+def kv_get(db: Database, key: str) -> str | None:
+    """A stored value, or None when absent or expired."""
+    row = db.conn.execute("SELECT value, expires_at FROM kv WHERE key = ?", (key,)).fetchone()
+    if row is None or (row[1] is not None and row[1] <= now()):
+        return None
+    return row[0]
+
+
+def kv_set(db: Database, key: str, value: str, ttl: float | None = None) -> None:
+    """Store a value, optionally expiring after ttl seconds."""
+    db.conn.execute(
+        "INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE"
+        " SET value = excluded.value, expires_at = excluded.expires_at",
+        (key, value, None if ttl is None else now() + ttl),
+    )
+    db.conn.commit()
+
+
+def kv_delete(db: Database, key: str) -> None:
+    """Remove a stored value."""
+    db.conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+    db.conn.commit()
+
+
+# --- unanswered questions --------------------------------------------------------------
+
+
+def record_unanswered(db: Database, openid: str, question: str, band: str,
+                      best_topic: str | None, score: float) -> None:
+    """Keep a question the bot could not answer, for staff to review."""
+    db.conn.execute(
+        "INSERT INTO unanswered (openid, question, band, best_topic, score, status, created_at)"
+        " VALUES (?, ?, ?, ?, ?, 'open', ?)",
+        (openid, question, band, best_topic, score, now()),
+    )
+    db.conn.commit()
+
+
+# --- registration: dialogues, applications, status history -----------------------------
+
+# Application statuses, in the order staff usually move through them.
+STATUSES = ("已提交", "审核中", "已通过", "未通过", "已完成", "已取消")
+# Statuses that still count as "open": a second application for the same thing is refused
+# and the course seat stays taken.
+OPEN_STATUSES = ("已提交", "审核中", "已通过")
+# Reference numbers and the dates staff see use China Standard Time (no daylight saving).
+CHINA_TZ = timezone(timedelta(hours=8))
+
+
+@migrations()
+def m002_applications(db: Database) -> None:
+    # A user's progress through a form. `data` is the Vault-encrypted JSON of the answers
+    # (they include ID and phone numbers); step and timestamps stay readable for expiry.
+    db["dialogues"].create({
+        "openid": str, "form": str, "step": str, "status": str, "attempts": int,
+        "data": str, "started_at": float, "updated_at": float,
+    }, pk=("openid", "form"), not_null={"step", "status", "data"})
+    # Identity answers from the user's last submission, offered for reuse (encrypted).
+    db["profiles"].create({"openid": str, "data": str, "updated_at": float}, pk="openid")
+    db["applications"].create({
+        "id": int, "ref": str, "type": str, "openid": str, "status": str,
+        "name": str, "phone_enc": str, "phone_masked": str, "id_enc": str, "id_masked": str,
+        "id_fingerprint": str,
+        "township": str, "village": str, "course_id": str, "course_name": str,
+        "returning_worker": int, "amount_yuan": int, "purpose": str, "industry": str, "stage": str,
+        "waitlist_position": int, "staff_note": str, "created_at": float, "updated_at": float,
+    }, pk="id", not_null={"ref", "type", "openid", "status", "created_at", "updated_at"},
+       defaults={"staff_note": ""})
+    db["applications"].create_index(["ref"], unique=True)
+    db["applications"].create_index(["openid", "type", "status"])
+    db["applications"].create_index(["course_id", "status"])
+    db["applications"].create_index(["id_fingerprint", "type", "status"])
+    db["applications"].create_index(["created_at"])
+    db["application_history"].create({
+        "id": int, "application_id": int, "status": str, "note": str, "actor": str, "at": float,
+    }, pk="id", foreign_keys=[("application_id", "applications", "id")],
+       not_null={"application_id", "status", "at"})
+    db["application_history"].create_index(["application_id", "id"])
+    # Daily sequence per prefix ("PX20261126" -> 7), bumped inside the submitting transaction.
+    db["counters"].create({"name": str, "value": int}, pk="name", not_null={"value"})
+
+
+def load_dialogues(db: Database, openid: str) -> list[dict[str, Any]]:
+    """The user's dialogue rows, most recently touched first."""
+    return list(db.query("SELECT * FROM dialogues WHERE openid = ? ORDER BY updated_at DESC",
+                         [openid]))
+
+
+def save_dialogue(db: Database, row: dict[str, Any]) -> None:
+    """Insert or replace one dialogue row (keyed by openid and form)."""
+    db.conn.execute(
+        "INSERT OR REPLACE INTO dialogues (openid, form, step, status, attempts, data,"
+        " started_at, updated_at) VALUES (:openid, :form, :step, :status, :attempts, :data,"
+        " :started_at, :updated_at)", row)
+    db.conn.commit()
+
+
+def delete_dialogue(db: Database, openid: str, form: str) -> None:
+    """Forget one dialogue."""
+    db.conn.execute("DELETE FROM dialogues WHERE openid = ? AND form = ?", (openid, form))
+    db.conn.commit()
+
+
+def load_profile(db: Database, openid: str) -> str | None:
+    """The user's saved identity (an encrypted token), if any."""
+    row = db.conn.execute("SELECT data FROM profiles WHERE openid = ?", (openid,)).fetchone()
+    return row[0] if row else None
+
+
+def save_profile(db: Database, openid: str, token: str, at: float) -> None:
+    """Remember the user's identity (already encrypted) for the next form."""
+    db.conn.execute(
+        "INSERT INTO profiles (openid, data, updated_at) VALUES (?, ?, ?) ON CONFLICT(openid)"
+        " DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+        (openid, token, at))
+    db.conn.commit()
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The outcome of add_application: the new row, or the open one that blocked it."""
+    application: dict[str, Any]
+    created: bool
+
+
+def open_application(db: Database, openid: str, type_: str, course_id: str | None = None,
+                     id_fingerprint: str | None = None) -> dict[str, Any] | None:
+    """The person's open application of this type (and course, for training), if any.
+
+    The person is the WeChat user, or (given id_fingerprint) anyone with the same ID number.
+    """
+    sql = ("SELECT * FROM applications WHERE (openid = ? OR id_fingerprint = ?) AND type = ?"
+           f" AND status IN ({','.join('?' * len(OPEN_STATUSES))})")
+    params: list[Any] = [openid, id_fingerprint, type_, *OPEN_STATUSES]
+    if course_id is not None:
+        sql += " AND course_id = ?"
+        params.append(course_id)
+    row = db.conn.execute(sql + " ORDER BY id DESC LIMIT 1", params).fetchone()
+    return _row(db, row)
+
+
+def seats_taken(db: Database, course_id: str) -> int:
+    """Applications holding a seat on a course (open or completed, waiting list excluded)."""
+    return db.conn.execute(
+        "SELECT COUNT(*) FROM applications WHERE type = 'training' AND course_id = ?"
+        " AND waitlist_position IS NULL AND status IN ('已提交', '审核中', '已通过', '已完成')",
+        (course_id,)).fetchone()[0]
+
+
+def add_application(db: Database, record: dict[str, Any], prefix: str, at: float,
+                    capacity: int | None = None) -> Submission:
+    """Store a new application with the next reference number (PREFIX + date + sequence).
+
+    record holds the columns (type, openid, name, phone_enc, … — encrypted by the caller).
+    An open application of the same type (and course) by the same openid or ID fingerprint
+    is returned instead of adding one. One transaction takes the write lock first, so the
+    duplicate check, the seat count
+    (capacity given: a full course puts the applicant on the waiting list) and the daily
+    counter are consistent across processes.
+    """
+    with immediate(db):
+        existing = open_application(db, record["openid"], record["type"],
+                                    record.get("course_id") if record["type"] == "training" else None,
+                                    record.get("id_fingerprint"))
+        if existing is not None:
+            return Submission(existing, created=False)
+        waitlist = None
+        if capacity is not None:
+            if seats_taken(db, record["course_id"]) >= capacity:
+                waitlist = 1 + db.conn.execute(
+                    "SELECT COUNT(*) FROM applications WHERE course_id = ? AND status IN"
+                    f" ({','.join('?' * len(OPEN_STATUSES))}) AND waitlist_position IS NOT NULL",
+                    (record["course_id"], *OPEN_STATUSES)).fetchone()[0]
+        day = datetime.fromtimestamp(at, CHINA_TZ).strftime("%Y%m%d")
+        counter = f"{prefix}{day}"
+        db.conn.execute("INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT(name)"
+                        " DO UPDATE SET value = value + 1", (counter,))
+        seq = db.conn.execute("SELECT value FROM counters WHERE name = ?", (counter,)).fetchone()[0]
+        row = {**record, "ref": f"{counter}-{seq:04d}", "status": STATUSES[0],
+               "waitlist_position": waitlist, "staff_note": "", "created_at": at, "updated_at": at}
+        cols = ", ".join(row)
+        cur = db.conn.execute(f"INSERT INTO applications ({cols}) VALUES"
+                              f" ({', '.join(':' + c for c in row)})", row)
+        db.conn.execute("INSERT INTO application_history (application_id, status, note, actor, at)"
+                        " VALUES (?, ?, '', 'applicant', ?)", (cur.lastrowid, STATUSES[0], at))
+        created = _row(db, db.conn.execute("SELECT * FROM applications WHERE id = ?",
+                                           (cur.lastrowid,)).fetchone())
+    assert created is not None
+    return Submission(created, created=True)
+
+
+def applications_for(db: Database, openid: str) -> list[dict[str, Any]]:
+    """A user's applications, newest first (for "查询进度")."""
+    return list(db.query("SELECT * FROM applications WHERE openid = ? ORDER BY id DESC", [openid]))
+
+
+def list_applications(db: Database, type_: str | None = None, course_id: str | None = None,
+                      status: str | None = None, township: str | None = None,
+                      since: float | None = None, until: float | None = None,
+                      search: str | None = None, limit: int | None = None,
+                      offset: int = 0) -> list[dict[str, Any]]:
+    """Applications for the staff console and export, newest first.
+
+    Filters combine with AND: type_ ("training"/"loan"), course_id, status, township,
+    created_at in [since, until), and search (a substring of the name or the reference
+    number). Rows carry phone and ID encrypted (phone_enc, id_enc) and masked.
+    """
+    where, params = ["1 = 1"], []
+    for column, value in (("type", type_), ("course_id", course_id), ("status", status),
+                          ("township", township)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if since is not None:
+        where.append("created_at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("created_at < ?")
+        params.append(until)
+    if search:
+        where.append("(name LIKE ? OR ref LIKE ?)")
+        params += [f"%{search}%", f"%{search}%"]
+    sql = f"SELECT * FROM applications WHERE {' AND '.join(where)} ORDER BY id DESC"
+    if limit is not None:
+        sql += " LIMIT ? OFFSET ?"
+        params += [limit, offset]
+    return list(db.query(sql, params))
+
+
+def get_application(db: Database, ref: str) -> dict[str, Any] | None:
+    """One application by reference number, with "history": its status changes, oldest first."""
+    app = _row(db, db.conn.execute("SELECT * FROM applications WHERE ref = ?", (ref,)).fetchone())
+    if app is not None:
+        app["history"] = list(db.query(
+            "SELECT status, note, actor, at FROM application_history WHERE application_id = ?"
+            " ORDER BY id", [app["id"]]))
+    return app
+
+
+def change_status(db: Database, ref: str, status: str, note: str, actor: str,
+                  at: float | None = None) -> str | None:
+    """Set an application's status and staff note, recording who did it in the history.
+
+    Returns the applicant's openid so the caller can notify them, or None when no
+    application has this reference number. Raises ValueError for a status not in STATUSES.
+    """
+    if status not in STATUSES:
+        raise ValueError(f"unknown status: {status}")
+    at = now() if at is None else at
+    with immediate(db):
+        row = db.conn.execute("SELECT id, openid FROM applications WHERE ref = ?", (ref,)).fetchone()
+        if row is None:
+            return None
+        db.conn.execute("UPDATE applications SET status = ?, staff_note = ?, updated_at = ?"
+                        " WHERE id = ?", (status, note, at, row[0]))
+        db.conn.execute("INSERT INTO application_history (application_id, status, note, actor, at)"
+                        " VALUES (?, ?, ?, ?, ?)", (row[0], status, note, actor, at))
+    return row[1]
+
+
+def _row(db: Database, row: tuple | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    columns = [c.name for c in db["applications"].columns]
+    return dict(zip(columns, row))
+
+
+# --- key/value primitives for cross-process leases (used inside immediate()) ---------------
+
+
+def kv_entry(db: Database, key: str) -> tuple[str, float | None] | None:
+    """The raw value and expiry time of a key, whether or not it has expired."""
+    row = db.conn.execute("SELECT value, expires_at FROM kv WHERE key = ?", (key,)).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def kv_put(db: Database, key: str, value: str, expires_at: float | None) -> None:
+    """Store a value with an absolute expiry time; no commit (call inside immediate())."""
+    db.conn.execute(
+        "INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE"
+        " SET value = excluded.value, expires_at = excluded.expires_at",
+        (key, value, expires_at),
+    )
+
+
+def kv_delete_if(db: Database, key: str, value: str) -> bool:
+    """Delete a key only while it still holds value; no commit (call inside immediate())."""
+    return db.conn.execute("DELETE FROM kv WHERE key = ? AND value = ?", (key, value)).rowcount > 0
+
+
+def kv_claim(db: Database, key: str, holder: str, ttl: float) -> bool:
+    """Take a lease row unless another holder has an unexpired one; no commit."""
+    t = now()
+    return db.conn.execute(
+        "INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE"
+        " SET value = excluded.value, expires_at = excluded.expires_at"
+        " WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?",
+        (key, holder, t + ttl, t),
+    ).rowcount > 0
+
+
+# --- announcements and push jobs -------------------------------------------------------
+#
+# A push job sends one announcement to a snapshot of its audience. Each recipient row
+# moves pending -> sending -> delivered | failed | unknown, one commit per step, so a
+# crash leaves at most the in-flight rows in "sending" (see bot/outbox.py for what a
+# resumed job does with them). Mass sends go out in batches: rows of one batch share a
+# clientmsgid, which makes WeChat refuse a repeat (45065).
+
+
+@migrations()
+def m004_push(db: Database) -> None:
+    db["announcements"].create({
+        "id": int, "text": str, "url": str, "audience": str, "created_by": str,
+        "created_at": float,
+    }, pk="id", not_null={"text", "audience", "created_at"})
+    # One job per announcement: a second job could send it to someone twice.
+    db["push_jobs"].create({
+        "id": int, "announcement_id": int, "status": str, "total": int, "runner": str,
+        "lease_until": float, "created_at": float, "started_at": float, "finished_at": float,
+        "error": str,
+    }, pk="id", not_null={"announcement_id", "status", "created_at"},
+        foreign_keys=[("announcement_id", "announcements", "id")])
+    db["push_jobs"].create_index(["announcement_id"], unique=True)
+    db["push_jobs"].create_index(["status"])
+    db["push_recipients"].create({
+        "id": int, "job_id": int, "openid": str, "status": str, "channel": str,
+        "errcode": int, "error": str, "attempts": int, "next_attempt_at": float,
+        "batch": str, "updated_at": float,
+    }, pk="id", not_null={"job_id", "openid", "status"}, defaults={"attempts": 0},
+        foreign_keys=[("job_id", "push_jobs", "id")])
+    db["push_recipients"].create_index(["job_id", "openid"], unique=True)
+    db["push_recipients"].create_index(["job_id", "status", "next_attempt_at"])
+    db["push_recipients"].create_index(["openid"])
+    # Messages sent on the fallback channel per day (China time), against [push] daily_quota.
+    db["push_quota"].create({"day": str, "used": int}, pk="day")
+
+
+def add_announcement(db: Database, text: str, url: str, audience: str, created_by: str) -> int:
+    """Store an announcement; returns its id."""
+    cur = db.conn.execute(
+        "INSERT INTO announcements (text, url, audience, created_by, created_at)"
+        " VALUES (?, ?, ?, ?, ?)", (text, url, audience, created_by, now()))
+    db.conn.commit()
+    return int(cur.lastrowid)
+
+
+def get_announcement(db: Database, announcement_id: int) -> dict[str, Any] | None:
+    """One announcement row."""
+    rows = list(db.query("SELECT * FROM announcements WHERE id = ?", [announcement_id]))
+    return rows[0] if rows else None
+
+
+def recent_announcements(db: Database, limit: int, openid: str | None = None) -> list[dict[str, Any]]:
+    """Newest announcements not cancelled; with openid, only those addressed to that user."""
+    where = "(j.status IS NULL OR j.status != 'cancelled')"
+    params: list[Any] = []
+    if openid is not None:
+        where += (" AND (a.audience = 'all' OR EXISTS (SELECT 1 FROM push_recipients r"
+                  " WHERE r.job_id = j.id AND r.openid = ?))")
+        params.append(openid)
+    return list(db.query(
+        "SELECT a.id, a.text, a.url, a.audience, a.created_by, a.created_at FROM announcements a"
+        f" LEFT JOIN push_jobs j ON j.announcement_id = a.id WHERE {where}"
+        " ORDER BY a.created_at DESC, a.id DESC LIMIT ?", params + [limit]))
+
+
+def subscribed_openids(db: Database) -> list[str]:
+    """Every current subscriber."""
+    return [r[0] for r in db.conn.execute(
+        "SELECT openid FROM subscribers WHERE subscribed = 1 ORDER BY openid")]
+
+
+def applicant_openids(db: Database, type_: str | None = None, course_id: str | None = None,
+                      township: str | None = None) -> list[str]:
+    """Applicants (training or loan, of a course, of a township) who neither withdrew
+    nor unsubscribed."""
+    clauses, params = ["a.status != ?"], [STATUSES[-1]]  # withdrawn (已取消)
+    for column, value in (("type", type_), ("course_id", course_id), ("township", township)):
+        if value is not None:
+            clauses.append(f"a.{column} = ?")
+            params.append(value)
+    return [r[0] for r in db.conn.execute(
+        "SELECT DISTINCT a.openid FROM applications a LEFT JOIN subscribers s ON s.openid = a.openid"
+        f" WHERE {' AND '.join(clauses)} AND COALESCE(s.subscribed, 1) = 1 ORDER BY a.openid", params)]
+
+
+def create_push_job(db: Database, announcement_id: int, openids: list[str]) -> int:
+    """The announcement's job with its recipients (created once, atomically); returns its id."""
+    with immediate(db):
+        row = db.conn.execute("SELECT id FROM push_jobs WHERE announcement_id = ?",
+                              (announcement_id,)).fetchone()
+        if row:
+            return int(row[0])
+        t = now()
+        unique = list(dict.fromkeys(openids))
+        job_id = int(db.conn.execute(
+            "INSERT INTO push_jobs (announcement_id, status, total, created_at)"
+            " VALUES (?, 'queued', ?, ?)", (announcement_id, len(unique), t)).lastrowid)
+        db.conn.executemany(
+            "INSERT INTO push_recipients (job_id, openid, status, attempts, next_attempt_at,"
+            " updated_at) VALUES (?, ?, 'pending', 0, ?, ?)",
+            [(job_id, o, t, t) for o in unique])
+    return job_id
+
+
+def get_push_job(db: Database, job_id: int) -> dict[str, Any] | None:
+    """One job row joined with its announcement's text, url and audience."""
+    rows = list(db.query(
+        "SELECT j.*, a.text, a.url, a.audience, a.created_by FROM push_jobs j"
+        " JOIN announcements a ON a.id = j.announcement_id WHERE j.id = ?", [job_id]))
+    return rows[0] if rows else None
+
+
+def push_job_for(db: Database, announcement_id: int) -> int | None:
+    """The job id of an announcement, if it has one."""
+    row = db.conn.execute("SELECT id FROM push_jobs WHERE announcement_id = ?",
+                          (announcement_id,)).fetchone()
+    return int(row[0]) if row else None
+
+
+def unfinished_push_jobs(db: Database) -> list[dict[str, Any]]:
+    """Jobs queued, running or waiting, oldest first, with their runner and lease."""
+    return list(db.query(
+        "SELECT id, status, runner, lease_until FROM push_jobs"
+        " WHERE status IN ('queued', 'running', 'waiting') ORDER BY id"))
+
+
+def claim_push_job(db: Database, job_id: int, runner: str, lease_seconds: float,
+                   runner_dead: Any) -> bool:
+    """Become the job's only runner if it is unfinished and its runner is gone.
+
+    Rows a dead runner left in "sending" on a per-recipient channel become "unknown":
+    the call may have reached WeChat, which has no idempotency key for those channels.
+    Mass-batch rows stay "sending"; the batch is repeated under the same clientmsgid.
+    """
+    t = now()
+    with immediate(db):
+        row = db.conn.execute("SELECT status, runner, lease_until FROM push_jobs WHERE id = ?",
+                              (job_id,)).fetchone()
+        if row is None or row[0] not in ("queued", "running", "waiting"):
+            return False
+        if row[1] and row[1] != runner and (row[2] or 0) > t and not runner_dead(row[1]):
+            return False
+        db.conn.execute(
+            "UPDATE push_recipients SET status = 'unknown', updated_at = ?"
+            " WHERE job_id = ? AND status = 'sending' AND COALESCE(channel, '') != 'mass'",
+            (t, job_id))
+        db.conn.execute(
+            "UPDATE push_jobs SET status = 'running', runner = ?, lease_until = ?,"
+            " started_at = COALESCE(started_at, ?), finished_at = NULL WHERE id = ?",
+            (runner, t + lease_seconds, t, job_id))
+    return True
+
+
+def renew_push_job(db: Database, job_id: int, runner: str, lease_seconds: float) -> bool:
+    """Extend the runner's lease; False when the job was cancelled or taken over."""
+    cur = db.conn.execute(
+        "UPDATE push_jobs SET lease_until = ? WHERE id = ? AND runner = ? AND status = 'running'",
+        (now() + lease_seconds, job_id, runner))
+    db.conn.commit()
+    return cur.rowcount > 0
+
+
+def set_push_job_error(db: Database, job_id: int, error: str) -> None:
+    """Note why a job could not send at all (e.g. no access token); '' clears it."""
+    db.conn.execute("UPDATE push_jobs SET error = ? WHERE id = ?", (error, job_id))
+    db.conn.commit()
+
+
+def release_push_job(db: Database, job_id: int, runner: str) -> str:
+    """Drop the lease and settle the status: done, waiting (rows due later) or cancelled."""
+    t = now()
+    with immediate(db):
+        open_rows = db.conn.execute(
+            "SELECT COUNT(*) FROM push_recipients WHERE job_id = ? AND status IN ('pending', 'sending')",
+            (job_id,)).fetchone()[0]
+        db.conn.execute(
+            "UPDATE push_jobs SET runner = NULL, lease_until = NULL,"
+            " status = CASE WHEN status = 'cancelled' THEN 'cancelled'"
+            "  WHEN ? = 0 THEN 'done' ELSE 'waiting' END,"
+            " finished_at = CASE WHEN ? = 0 OR status = 'cancelled' THEN ? ELSE NULL END"
+            " WHERE id = ? AND runner = ?", (open_rows, open_rows, t, job_id, runner))
+        status = db.conn.execute("SELECT status FROM push_jobs WHERE id = ?", (job_id,)).fetchone()[0]
+    return status
+
+
+def due_recipients(db: Database, job_id: int, limit: int) -> list[dict[str, Any]]:
+    """Pending per-recipient sends that are due, with the subscriber's state."""
+    return list(db.query(
+        "SELECT r.id, r.openid, r.attempts, r.channel, s.subscribed, s.last_seen_at"
+        " FROM push_recipients r LEFT JOIN subscribers s ON s.openid = r.openid"
+        " WHERE r.job_id = ? AND r.status = 'pending' AND COALESCE(r.channel, '') != 'mass'"
+        " AND r.next_attempt_at <= ? ORDER BY r.id LIMIT ?", [job_id, now(), limit]))
+
+
+def next_push_due(db: Database, job_id: int) -> float | None:
+    """When the job's next pending row is due (None when nothing is pending)."""
+    row = db.conn.execute(
+        "SELECT MIN(next_attempt_at) FROM push_recipients WHERE job_id = ? AND status = 'pending'",
+        (job_id,)).fetchone()
+    return row[0]
+
+
+def mark_push_sending(db: Database, row_id: int, channel: str,
+                      quota: tuple[str, int] | None = None, expect: str = "pending") -> str:
+    """Record the attempt before the call; with quota (day, limit), take one from it too.
+
+    Returns "ok"; "taken" when the row is no longer in the expected status (another
+    runner has it); "quota" when the day's quota is used up. Only "ok" changes anything.
+    """
+    with immediate(db):
+        row = db.conn.execute("SELECT status FROM push_recipients WHERE id = ?", (row_id,)).fetchone()
+        if row is None or row[0] != expect:
+            return "taken"
+        if quota is not None and not _take_quota(db, quota[0], 1, quota[1]):
+            return "quota"
+        db.conn.execute(
+            "UPDATE push_recipients SET status = 'sending', channel = ?, attempts = attempts + 1,"
+            " updated_at = ? WHERE id = ?", (channel, now(), row_id))
+    return "ok"
+
+
+def finish_push(db: Database, row_id: int, status: str, channel: str | None = None,
+                errcode: int | None = None, error: str = "", retry_at: float | None = None,
+                refund_day: str | None = None, expect: str = "sending") -> None:
+    """Record a recipient's outcome (pending again with retry_at); refund quota if not sent.
+
+    Only a row still in the expected status changes, so a runner never overwrites
+    what another one recorded.
+    """
+    with immediate(db):
+        changed = db.conn.execute(
+            "UPDATE push_recipients SET status = ?, channel = COALESCE(?, channel), errcode = ?,"
+            " error = ?, next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ?"
+            " WHERE id = ? AND status = ?",
+            (status, channel, errcode, error, retry_at, now(), row_id, expect)).rowcount
+        if changed and refund_day is not None:
+            db.conn.execute("UPDATE push_quota SET used = MAX(used - 1, 0) WHERE day = ?",
+                            (refund_day,))
+
+
+def deliver_push_to_inbox(db: Database, row_id: int, openid: str, text: str) -> None:
+    """Demo mode: put the message in the simulator inbox and mark it delivered, atomically
+    (nothing if another runner already took the row)."""
+    t = now()
+    with immediate(db):
+        claimed = db.conn.execute(
+            "UPDATE push_recipients SET status = 'delivered', channel = 'simulator',"
+            " attempts = attempts + 1, updated_at = ? WHERE id = ? AND status = 'pending'",
+            (t, row_id)).rowcount
+        if claimed:
+            db.conn.execute("INSERT INTO inbox (openid, text, created_at) VALUES (?, ?, ?)",
+                            (openid, text, t))
+
+
+def queued_for_mass(db: Database, job_id: int) -> list[dict[str, Any]]:
+    """Rows waiting for the next mass batch, and rows of a batch a crash interrupted."""
+    return list(db.query(
+        "SELECT id, openid, status, batch, attempts FROM push_recipients WHERE job_id = ?"
+        " AND channel = 'mass' AND (status = 'sending' OR (status = 'pending'"
+        " AND next_attempt_at <= ?)) ORDER BY id", [job_id, now()]))
+
+
+def start_mass_batch(db: Database, job_id: int, row_ids: list[int], batch: str,
+                     quota: tuple[str, int]) -> list[int]:
+    """Put pending rows into a batch as "sending", taking their quota; returns the rows taken."""
+    day, limit = quota
+    taken = []
+    with immediate(db):
+        for row_id in row_ids:
+            if _quota_used(db, day) >= limit:
+                break
+            if db.conn.execute(
+                    "UPDATE push_recipients SET status = 'sending', batch = ?, attempts = attempts + 1,"
+                    " updated_at = ? WHERE id = ? AND job_id = ? AND status = 'pending'",
+                    (batch, now(), row_id, job_id)).rowcount:
+                _take_quota(db, day, 1, limit)
+                taken.append(row_id)
+    return taken
+
+
+def finish_mass_batch(db: Database, job_id: int, batch: str, status: str,
+                      errcode: int | None = None, error: str = "",
+                      retry_at: float | None = None) -> None:
+    """Record the outcome of a mass batch for all its rows."""
+    with immediate(db):
+        db.conn.execute(
+            "UPDATE push_recipients SET status = ?, errcode = ?, error = ?,"
+            " next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ?,"
+            " batch = CASE WHEN ? = 'pending' THEN NULL ELSE batch END"
+            " WHERE job_id = ? AND batch = ? AND status = 'sending'",
+            (status, errcode, error, retry_at, now(), status, job_id, batch))
+
+
+def mass_batch_open(db: Database, batch: str) -> bool:
+    """Whether any row of a mass batch is still being sent."""
+    return db.conn.execute("SELECT 1 FROM push_recipients WHERE batch = ? AND status = 'sending'"
+                           " LIMIT 1", (batch,)).fetchone() is not None
+
+
+def push_counts(db: Database, job_id: int) -> dict[str, Any]:
+    """Recipient counts by status and, for delivered ones, by channel."""
+    by_status = dict(db.conn.execute(
+        "SELECT status, COUNT(*) FROM push_recipients WHERE job_id = ? GROUP BY status", (job_id,)))
+    by_channel = dict(db.conn.execute(
+        "SELECT channel, COUNT(*) FROM push_recipients WHERE job_id = ? AND status = 'delivered'"
+        " GROUP BY channel", (job_id,)))
+    return {"by_status": by_status, "by_channel": by_channel}
+
+
+def push_recipient_rows(db: Database, job_id: int, status: str | None = None,
+                        limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """A job's recipients with status, channel, error code and attempts."""
+    where, params = "job_id = ?", [job_id]
+    if status is not None:
+        where += " AND status = ?"
+        params.append(status)
+    return list(db.query(
+        "SELECT openid, status, channel, errcode, error, attempts, updated_at FROM push_recipients"
+        f" WHERE {where} ORDER BY id LIMIT ? OFFSET ?", params + [limit, offset]))
+
+
+def reset_push_recipients(db: Database, job_id: int, statuses: tuple[str, ...],
+                          keep_errcodes: tuple[int, ...] = ()) -> int:
+    """Make failed (or unknown) rows pending again and requeue the job; returns how many."""
+    where = f"job_id = ? AND status IN ({','.join('?' * len(statuses))})"
+    if keep_errcodes:
+        where += f" AND COALESCE(errcode, 0) NOT IN ({','.join('?' * len(keep_errcodes))})"
+    with immediate(db):
+        count = db.conn.execute(
+            "UPDATE push_recipients SET status = 'pending', channel = NULL, batch = NULL,"
+            f" errcode = NULL, error = '', next_attempt_at = ?, updated_at = ? WHERE {where}",
+            [now(), now(), job_id, *statuses, *keep_errcodes]).rowcount
+        if count:
+            db.conn.execute("UPDATE push_jobs SET status = CASE WHEN status = 'running'"
+                            " THEN 'running' ELSE 'queued' END, finished_at = NULL WHERE id = ?",
+                            (job_id,))
+    return count
+
+
+def cancel_push_job(db: Database, job_id: int) -> bool:
+    """Stop a job: pending rows become "cancelled"; False if it had already finished."""
+    with immediate(db):
+        cur = db.conn.execute(
+            "UPDATE push_jobs SET status = 'cancelled', finished_at = ? WHERE id = ?"
+            " AND status IN ('queued', 'running', 'waiting')", (now(), job_id))
+        if cur.rowcount:
+            db.conn.execute("UPDATE push_recipients SET status = 'cancelled', updated_at = ?"
+                            " WHERE job_id = ? AND status = 'pending'", (now(), job_id))
+    return cur.rowcount > 0
+
+
+def mark_unsubscribed(db: Database, openid: str) -> None:
+    """WeChat says the user no longer follows the account (43004)."""
+    db.conn.execute("UPDATE subscribers SET subscribed = 0, unsubscribed_at = ? WHERE openid = ?",
+                    (now(), openid))
+    db.conn.commit()
+
+
+def quota_used(db: Database, day: str) -> int:
+    """Fallback-channel messages sent on a day."""
+    return _quota_used(db, day)
+
+
+def _quota_used(db: Database, day: str) -> int:
+    row = db.conn.execute("SELECT used FROM push_quota WHERE day = ?", (day,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _take_quota(db: Database, day: str, n: int, limit: int) -> bool:
+    if _quota_used(db, day) + n > limit:
+        return False
+    db.conn.execute("INSERT INTO push_quota (day, used) VALUES (?, ?)"
+                    " ON CONFLICT(day) DO UPDATE SET used = used + excluded.used", (day, n))
+    return True

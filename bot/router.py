@@ -1,0 +1,154 @@
+"""Routing: Inbound messages, Reply values, and the Router that maps one to the other.
+
+Handlers are plain functions `(inbound, ctx) -> Reply | None`; None means "not mine" and
+the next route is tried. The first Reply wins. Knows no topic ids and no wording: the
+error reply is given by handlers/.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from sqlite_utils import Database
+
+from bot.library import Library
+from bot.privacy import Vault
+from bot.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One message or event from a subscriber, protocol details removed."""
+    openid: str
+    kind: str  # text, event, image, voice (unrecognised), video, shortvideo, location, link, file, unknown
+    content: str = ""
+    msg_type: str = ""
+    event: str = ""
+    event_key: str = ""
+    msg_id: str = ""
+    create_time: int = 0
+    account: str = ""
+
+    @property
+    def dedupe_key(self) -> str:
+        """MsgId for messages; openid plus CreateTime (and event) for events, which have none."""
+        if self.msg_id:
+            return f"msg:{self.msg_id}"
+        return f"evt:{self.openid}:{self.create_time}:{self.event}:{self.event_key}"
+
+    @property
+    def text(self) -> str:
+        """The text to act on, trimmed."""
+        return self.content.strip()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the bot answers. Only bot.wechat turns it into XML."""
+    kind: Literal["text", "empty"] = "text"
+    text: str = ""
+    topic: str | None = None  # policy topic answered, for the log and analytics
+    band: str | None = None   # matcher band, for the log and analytics
+    more: tuple[str, ...] = ()  # further pages, served one by one when the user asks
+
+    @classmethod
+    def empty(cls) -> "Reply":
+        """No message back (WeChat gets "success")."""
+        return cls(kind="empty")
+
+    def with_text(self, text: str) -> "Reply":
+        """The same reply with other text."""
+        return replace(self, text=text)
+
+
+@dataclass
+class Context:
+    """What a handler may use while answering one message."""
+    settings: Settings
+    db: Database
+    library: Library
+    vault: Vault  # encryption of personal data at rest
+    clock: Callable[[], float] = time.time
+
+    def now(self) -> float:
+        """Current time (tests move the clock to exercise expiry)."""
+        return self.clock()
+
+
+Handler = Callable[[Inbound, Context], "Reply | None"]
+AfterHook = Callable[[Inbound, Context, Reply], Reply]
+
+
+class Router:
+    """An ordered list of (predicate, handler) routes, composed from handler modules."""
+
+    def __init__(self) -> None:
+        self.routes: list[tuple[Callable[[Inbound], bool], Handler]] = []
+        self.after_hooks: list[AfterHook] = []
+        self.error_reply: Callable[[Context], Reply] = lambda ctx: Reply.empty()
+
+    def add(self, predicate: Callable[[Inbound], bool]) -> Callable[[Handler], Handler]:
+        """Register a handler for messages the predicate accepts."""
+        def decorator(fn: Handler) -> Handler:
+            self.routes.append((predicate, fn))
+            return fn
+        return decorator
+
+    def text(self, fn: Handler) -> Handler:
+        """Any text message (voice with recognition included)."""
+        return self.add(lambda m: m.kind == "text")(fn)
+
+    def keyword(self, *words: str) -> Callable[[Handler], Handler]:
+        """A text message that is exactly one of the words (trimmed)."""
+        wanted = set(words)
+        return self.add(lambda m: m.kind == "text" and m.text in wanted)
+
+    def event(self, *names: str) -> Callable[[Handler], Handler]:
+        """An event such as subscribe, unsubscribe, scan, location, click, view."""
+        wanted = {n.lower() for n in names}
+        return self.add(lambda m: m.kind == "event" and m.event in wanted)
+
+    def click(self, *keys: str) -> Callable[[Handler], Handler]:
+        """A custom-menu CLICK event with one of the keys."""
+        wanted = set(keys)
+        return self.add(lambda m: m.kind == "event" and m.event == "click" and m.event_key in wanted)
+
+    def message(self, *kinds: str) -> Callable[[Handler], Handler]:
+        """A message of one of the kinds (image, voice, location, link, unknown, …)."""
+        wanted = set(kinds)
+        return self.add(lambda m: m.kind in wanted)
+
+    def after(self, hook: AfterHook) -> AfterHook:
+        """Post-process every reply (e.g. split long text)."""
+        self.after_hooks.append(hook)
+        return hook
+
+    def include(self, other: "Router") -> None:
+        """Append another router's routes and hooks after this one's."""
+        self.routes.extend(other.routes)
+        self.after_hooks.extend(other.after_hooks)
+
+    def dispatch(self, inbound: Inbound, ctx: Context) -> Reply:
+        """Run the first handler that answers; a crash becomes the polite error reply."""
+        try:
+            reply = self._first_reply(inbound, ctx)
+            for hook in self.after_hooks:
+                reply = hook(inbound, ctx, reply)
+            return reply
+        except Exception:
+            # The only broad except: a bug must cost the user one polite message, not a 500.
+            logger.exception("handler failed for a %s message", inbound.kind)
+            return self.error_reply(ctx)
+
+    def _first_reply(self, inbound: Inbound, ctx: Context) -> Reply:
+        for predicate, handler in self.routes:
+            if predicate(inbound):
+                reply = handler(inbound, ctx)
+                if reply is not None:
+                    return reply
+        return Reply.empty()

@@ -1,0 +1,144 @@
+"""Process-wide services: settings, router, knowledge, crypto, API client, handler threads.
+
+One Runtime per app (in app.extensions["bot"]); nothing here is module-level state.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from collections.abc import Callable
+
+from sqlite_utils import Database
+from wechatpy.exceptions import WeChatClientException
+
+from bot import db as storage
+from bot.library import Library
+from bot.matcher import Match
+from bot.privacy import Vault, load_or_create_key, mask_text
+from bot.router import Context, Inbound, Reply, Router
+from bot.settings import Settings
+from bot.wechat import Crypto, SQLiteSessionStorage, WeChatApi
+
+logger = logging.getLogger(__name__)
+
+# Errors after which a customer-service message is not retried: the user is out of the
+# 48-hour window (45015) or has unsubscribed (43004).
+_FINAL_ERRORS = {45015, 43004}
+
+
+@dataclass
+class _Job:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    finished: bool = False
+    deferred: bool = False
+
+
+class Runtime:
+    """Everything a message needs that outlives one request."""
+
+    def __init__(self, settings: Settings, router: Router, library: Library,
+                 describe_match: Callable[[Match, Library, Settings], str]):
+        self.settings = settings
+        self.router = router
+        self.library = library
+        # Time for handlers (ctx.now()); tests replace it to move the clock.
+        self.clock: Callable[[], float] = time.time
+        # The bot's words for a match without a conversation (/api/ask, `run.py ask`).
+        self.describe_match = describe_match
+        storage.migrate(settings.storage.database)
+        key = load_or_create_key(settings.storage.encryption_key, settings.data_dir / "secret.key")
+        self.vault = Vault(key)
+        wx = settings.wechat
+        self.crypto = Crypto(wx.token, wx.encoding_aes_key, wx.app_id) if wx.encoding_aes_key else None
+        self.api: WeChatApi | None = None
+        if not wx.demo:
+            self.api = WeChatApi(wx.app_id, wx.app_secret, wx.api_base_url,
+                                 SQLiteSessionStorage(self.connect))
+        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="handler")
+        self._local = threading.local()
+
+    # --- storage -------------------------------------------------------------------
+
+    def connect(self) -> Database:
+        """A database connection for the calling thread (reused across its messages)."""
+        database = getattr(self._local, "db", None)
+        if database is None:
+            database = self._local.db = self.open_db()
+        return database
+
+    def open_db(self) -> Database:
+        """A new connection; the caller closes it."""
+        return storage.connect(self.settings.storage.database)
+
+    def context(self, database: Database) -> Context:
+        """A handler context on the given connection."""
+        return Context(settings=self.settings, db=database, library=self.library, vault=self.vault,
+                       clock=self.clock)
+
+    # --- answering -----------------------------------------------------------------
+
+    def answer_within_budget(self, inbound: Inbound) -> Reply:
+        """Answer now if the handlers finish within the budget, else later via the outbox."""
+        job = _Job()
+        future = self._executor.submit(self._handle, inbound, job)
+        try:
+            return future.result(timeout=self.settings.wechat.reply_budget_seconds)
+        except FutureTimeout:
+            with job.lock:
+                if not job.finished:
+                    job.deferred = True
+                    logger.warning("reply deferred past the budget for a %s message", inbound.kind)
+                    return Reply.empty()
+            return future.result()
+
+    def handle(self, inbound: Inbound) -> Reply:
+        """Answer synchronously, recording the reply (the CLI chat uses this)."""
+        return self._handle(inbound, _Job())
+
+    def _handle(self, inbound: Inbound, job: _Job) -> Reply:
+        database = self.connect()
+        if inbound.kind != "event" or inbound.event not in ("unsubscribe",):
+            storage.touch_subscriber(database, inbound.openid)
+        reply = self.router.dispatch(inbound, self.context(database))
+        with job.lock:
+            job.finished = True
+            deferred = job.deferred
+        storage.record_reply(database, inbound.dedupe_key, mask_text(reply.text), reply.kind,
+                             reply.topic, reply.band, "deferred" if deferred else "replied")
+        if deferred and reply.kind == "text" and reply.text:
+            storage.enqueue_message(database, inbound.openid, reply.text, "late-reply")
+            self.deliver_pending()
+        return reply
+
+    # --- outbound ------------------------------------------------------------------
+
+    def deliver_pending(self, limit: int = 50) -> int:
+        """Send due outbox messages (to the simulator inbox in demo mode); returns how many."""
+        database = self.connect()
+        sent = 0
+        for row in storage.claim_outbox(database, limit):
+            if self.api is None:
+                storage.add_to_inbox(database, row["openid"], row["text"])
+                storage.finish_outbox(database, row["id"])
+                sent += 1
+                continue
+            try:
+                self.api.send_text(row["openid"], row["text"])
+            except WeChatClientException as exc:
+                code = int(exc.errcode or -1)
+                logger.warning("customer-service send failed: errcode %s", code)
+                storage.finish_outbox(database, row["id"], code, str(exc.errmsg or ""),
+                                      retry_in=None if code in _FINAL_ERRORS else 30.0)
+                continue
+            storage.finish_outbox(database, row["id"])
+            sent += 1
+        return sent
+
+    def close(self) -> None:
+        """Stop the handler threads (tests create many apps)."""
+        self._executor.shutdown(wait=True)
+

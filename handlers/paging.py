@@ -1,0 +1,70 @@
+"""Long replies: WeChat refuses passive text over 2,048 bytes, so split and serve on 更多."""
+from __future__ import annotations
+
+import re
+
+from bot import db
+from bot.router import Context, Inbound, Reply, Router
+
+router = Router()
+
+LIMIT_BYTES = 2048
+MORE_WORDS = ("更多", "下一页", "继续看")
+_MORE_HINT = "\n（回复“更多”看下一页）"
+_NO_MORE = "没有更多内容了。回复“菜单”看看还能帮您办什么。"
+# Split after sentence ends; a sentence longer than a page is cut at the byte limit.
+_SENTENCE = re.compile(r"(?<=[。！？!?；;\n])")
+
+
+def split_pages(text: str, limit: int = LIMIT_BYTES - len(_MORE_HINT.encode())) -> list[str]:
+    """Cut text into pages of at most limit UTF-8 bytes, at sentence boundaries."""
+    pages: list[str] = []
+    page = ""
+    for sentence in _SENTENCE.split(text):
+        while len(sentence.encode()) > limit:  # a single overlong sentence
+            cut = len(sentence.encode()[:limit].decode("utf-8", "ignore"))
+            if page:
+                pages.append(page)
+                page = ""
+            pages.append(sentence[:cut])
+            sentence = sentence[cut:]
+        if len((page + sentence).encode()) > limit:
+            pages.append(page)
+            page = sentence
+        else:
+            page += sentence
+    if page or not pages:
+        pages.append(page)
+    return [p.strip("\n") for p in pages]
+
+
+@router.keyword(*MORE_WORDS)
+def next_page(inbound: Inbound, ctx: Context) -> Reply:
+    """Serve the next page of the last long answer or list."""
+    state = db.load_state(ctx.db, inbound.openid)
+    pages = state.get("more") or []
+    if not pages:
+        return Reply(text=_NO_MORE)
+    text = pages.pop(0)
+    state["more"] = pages
+    db.save_state(ctx.db, inbound.openid, state)
+    return Reply(text=text + (_MORE_HINT if pages else ""))
+
+
+@router.after
+def fit_reply(inbound: Inbound, ctx: Context, reply: Reply) -> Reply:
+    """Keep the first page of an overlong reply; store the rest for 更多, or forget old pages."""
+    if inbound.kind != "text" or inbound.text in MORE_WORDS:
+        return reply
+    rest: list[str] = []
+    if reply.kind == "text" and len(reply.text.encode()) > LIMIT_BYTES:
+        first, *rest = split_pages(reply.text)
+        reply = reply.with_text(first)
+    rest += [page for text in reply.more for page in split_pages(text)]
+    if rest:
+        reply = reply.with_text(reply.text + _MORE_HINT)
+    state = db.load_state(ctx.db, inbound.openid)
+    if state.get("more") or rest:
+        state["more"] = rest
+        db.save_state(ctx.db, inbound.openid, state)
+    return reply

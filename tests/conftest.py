@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from bot import create_app as _create_app
+from bot.library import Library
+from bot.settings import Settings, settings_from_dict
+from tests import wx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_settings(tmp_path: Path, **tables: dict) -> Settings:
+    """Settings for tests: database in tmp_path, the shipped knowledge base, test secrets."""
+    raw: dict = {
+        "wechat": {"token": wx.TOKEN, "app_id": wx.APP_ID, "app_secret": ""},
+        "storage": {"database": str(tmp_path / "bot.db")},
+        "matcher": {"policies_dir": str(ROOT / "policies")},
+        "county": {"hotline": "0000-12345678", "townships": ["城关镇", "石桥镇", "青山乡"]},
+    }
+    for table, values in tables.items():
+        raw[table] = {**raw.get(table, {}), **values} if isinstance(values, dict) else values
+    return settings_from_dict(raw)
+
+
+@functools.cache
+def _shared_library(settings: Settings) -> Library:
+    return Library(settings)
+
+
+def create_app(settings: Settings) -> Flask:
+    """create_app, sharing one Library among apps that serve the shipped knowledge base."""
+    default = make_settings(Path("/nonexistent"))
+    if settings.matcher == default.matcher and settings.county == default.county:
+        return _create_app(settings, _shared_library(default))
+    return _create_app(settings)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def app(settings: Settings):
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    yield app
+    app.extensions["bot"].close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class Chat:
+    """say(text) posts signed XML for one subscriber and returns the reply text."""
+
+    def __init__(self, client, openid: str = "o-villager-1"):
+        self.client = client
+        self.openid = openid
+
+    def post(self, xml: str):
+        return self.client.post("/wechat?" + wx.query(), data=xml.encode("utf-8"),
+                                content_type="text/xml")
+
+    def say(self, text: str) -> str:
+        resp = self.post(wx.text_xml(self.openid, text))
+        assert resp.status_code == 200, resp.status_code
+        return wx.reply_content(resp.get_data(as_text=True))
+
+    def event(self, event: str, key: str = "") -> str:
+        resp = self.post(wx.event_xml(self.openid, event, key))
+        assert resp.status_code == 200
+        return wx.reply_content(resp.get_data(as_text=True))
+
+
+@pytest.fixture
+def chat(client) -> Chat:
+    return Chat(client)
+
+
+@pytest.fixture
+def wechat_api():
+    """The fake WeChat API server, started for one test (tests/fake_wechat.py)."""
+    from tests.fake_wechat import FakeWeChat
+    api = FakeWeChat().start()
+    yield api
+    api.stop()

@@ -1,0 +1,323 @@
+"""The webhook through its real path: signed (and encrypted) XML into /wechat."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from bot import db
+from tests import wx
+from tests.conftest import Chat, create_app, make_settings
+from tests.fake_wechat import FakeWeChat
+
+MENU_MARK = "请回复数字选择"
+
+
+def post(client, xml, q=None):
+    return client.post("/wechat?" + (q or wx.query()), data=xml.encode("utf-8") if isinstance(xml, str) else xml,
+                       content_type="text/xml")
+
+
+# --- verification and signatures -----------------------------------------------------
+
+def test_get_echoes_echostr_exactly(client):
+    resp = client.get("/wechat?" + wx.query(echostr="1234567890abc"))
+    assert resp.status_code == 200
+    assert resp.get_data(as_text=True) == "1234567890abc"
+
+
+@pytest.mark.parametrize("q", ["", "signature=bad&timestamp=1&nonce=2&echostr=x"])
+def test_get_with_wrong_or_missing_signature_is_refused(client, q):
+    assert client.get("/wechat?" + q).status_code == 403
+
+
+def test_post_with_wrong_signature_is_refused_and_not_processed(client, app):
+    resp = post(client, wx.text_xml("o-forger", "菜单"), q=wx.query(token="wrong-token"))
+    assert resp.status_code == 403
+    database = db.connect(app.extensions["bot"].settings.storage.database)
+    assert database["messages"].count == 0
+
+
+# --- message types -----------------------------------------------------------------
+
+def test_text_gets_main_menu_and_is_logged(chat, app):
+    reply = chat.say("菜单")
+    assert MENU_MARK in reply and "8. 联系我们" in reply
+    database = db.connect(app.extensions["bot"].settings.storage.database)
+    row = next(database["messages"].rows)
+    assert row["openid"] == chat.openid and row["content"] == "菜单" and row["msg_type"] == "text"
+    assert MENU_MARK in row["reply"] and row["latency_ms"] >= 0 and row["msg_id"]
+
+
+def test_subscribe_welcomes_with_menu(chat):
+    reply = chat.event("subscribe")
+    assert "欢迎关注" in reply and MENU_MARK in reply
+
+
+def test_voice_with_recognition_is_treated_as_text(chat):
+    resp = chat.post(wx.message_xml(chat.openid, "voice", MediaId="m1", Format="amr", Recognition="菜单"))
+    assert MENU_MARK in wx.reply_content(resp.get_data(as_text=True))
+
+
+def test_voice_without_recognition_asks_to_type(chat):
+    resp = chat.post(wx.message_xml(chat.openid, "voice", MediaId="m1", Format="amr"))
+    assert "打字" in wx.reply_content(resp.get_data(as_text=True))
+
+
+@pytest.mark.parametrize("msg_type,fields", [
+    ("image", {"PicUrl": "http://x/y.jpg", "MediaId": "m"}),
+    ("video", {"MediaId": "m", "ThumbMediaId": "t"}),
+    ("shortvideo", {"MediaId": "m", "ThumbMediaId": "t"}),
+    ("location", {"Location_X": "23.1", "Location_Y": "113.3", "Scale": "20", "Label": "村口"}),
+    ("link", {"Title": "看看", "Description": "d", "Url": "http://x"}),
+])
+def test_media_gets_a_friendly_pointer(chat, msg_type, fields):
+    resp = chat.post(wx.message_xml(chat.openid, msg_type, **fields))
+    assert resp.status_code == 200
+    assert "菜单" in wx.reply_content(resp.get_data(as_text=True))
+
+
+@pytest.mark.parametrize("event,key", [
+    ("unsubscribe", ""), ("SCAN", "123"), ("LOCATION", ""), ("VIEW", "http://x"),
+    ("CLICK", "NO_SUCH_KEY"), ("TEMPLATESENDJOBFINISH", ""),
+])
+def test_other_events_are_handled_without_error(chat, event, key):
+    resp = chat.post(wx.event_xml(chat.openid, event, key))
+    assert resp.status_code == 200
+
+
+def test_unknown_message_type_gets_success(chat):
+    resp = chat.post(wx.message_xml(chat.openid, "hologram", Content="?"))
+    assert resp.status_code == 200 and resp.get_data(as_text=True) == "success"
+
+
+# --- encrypted modes ---------------------------------------------------------------
+
+@pytest.fixture
+def aes_client(tmp_path):
+    settings = make_settings(tmp_path, wechat={"encoding_aes_key": wx.AES_KEY})
+    app = create_app(settings)
+    yield app.test_client()
+    app.extensions["bot"].close()
+
+
+@pytest.mark.parametrize("compat", [False, True], ids=["safe", "compatible"])
+def test_encrypted_message_gets_encrypted_reply(aes_client, compat):
+    enc = wx.Encrypted()
+    q, body = enc.post_args(wx.text_xml("o-aes", "菜单"), compat=compat)
+    resp = post(aes_client, body, q=q)
+    assert resp.status_code == 200
+    text = resp.get_data(as_text=True)
+    assert "<Encrypt>" in text and MENU_MARK not in text
+    assert MENU_MARK in enc.open_reply(text)
+
+
+def test_encrypted_message_with_wrong_key_is_refused(aes_client):
+    other = wx.Encrypted(aes_key="Z" * 43)
+    q, body = other.post_args(wx.text_xml("o-aes", "菜单"))
+    assert post(aes_client, body, q=q).status_code == 403
+
+
+def test_plain_message_still_works_when_aes_key_is_set(aes_client):
+    resp = post(aes_client, wx.text_xml("o-aes", "菜单"))
+    assert MENU_MARK in wx.reply_content(resp.get_data(as_text=True))
+
+
+# --- retries -----------------------------------------------------------------------
+
+def test_retry_gets_same_reply_and_is_logged_once(chat, app):
+    xml = wx.text_xml(chat.openid, "帮助", msg_id=777)
+    first = chat.post(xml).get_data(as_text=True)
+    second = chat.post(xml).get_data(as_text=True)
+    assert wx.reply_content(first) == wx.reply_content(second) != ""
+    database = db.connect(app.extensions["bot"].settings.storage.database)
+    assert database["messages"].count == 1
+
+
+def test_event_retry_is_deduped_by_openid_and_create_time(chat, app):
+    xml = wx.event_xml(chat.openid, "subscribe", create_time=1700000000)
+    chat.post(xml)
+    chat.post(xml)
+    database = db.connect(app.extensions["bot"].settings.storage.database)
+    assert database["messages"].count == 1
+
+
+def test_two_processes_receiving_the_same_retry_process_it_once(tmp_path):
+    counter = tmp_path / "handled.txt"
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(os.getcwd())!r})
+        from bot import create_app
+        from tests.conftest import make_settings
+        from tests import wx
+        from pathlib import Path
+        app = create_app(make_settings(Path({str(tmp_path)!r})))
+        runtime = app.extensions["bot"]
+        original = runtime.router.dispatch
+        def counting(inbound, ctx):
+            with open({str(counter)!r}, "a") as f:
+                f.write("x\\n")
+            time.sleep(0.3)
+            return original(inbound, ctx)
+        runtime.router.dispatch = counting
+        client = app.test_client()
+        start = float(sys.argv[1])
+        while time.time() < start:
+            time.sleep(0.005)
+        resp = client.post("/wechat?" + wx.query(), data=wx.text_xml("o-twice", "菜单", msg_id=4242).encode(),
+                           content_type="text/xml")
+        print(resp.status_code)
+    """)
+    db.migrate(tmp_path / "bot.db")  # the schema exists before both start, as in production
+    start = str(time.time() + 2.0)
+    procs = [subprocess.Popen([sys.executable, "-c", script, start], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    codes = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert codes == ["200", "200"]
+    assert counter.read_text().count("x") == 1
+
+
+# --- the 5-second rule -------------------------------------------------------------
+
+def slow_down(app, seconds):
+    runtime = app.extensions["bot"]
+    original = runtime.router.dispatch
+
+    def slow(inbound, ctx):
+        time.sleep(seconds)
+        return original(inbound, ctx)
+    runtime.router.dispatch = slow
+
+
+def wait_for(predicate, timeout=5.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_slow_answer_goes_out_later_in_demo_mode(tmp_path):
+    settings = make_settings(tmp_path, wechat={"reply_budget_seconds": 0.2})
+    app = create_app(settings)
+    slow_down(app, 0.6)
+    chat = Chat(app.test_client(), "o-slow")
+    started = time.time()
+    resp = chat.post(wx.text_xml("o-slow", "菜单", msg_id=99))
+    assert resp.get_data(as_text=True) == "success" and time.time() - started < 0.5
+    database = db.connect(settings.storage.database)
+    assert wait_for(lambda: db.inbox_since(database, "o-slow", 0))
+    assert MENU_MARK in db.inbox_since(database, "o-slow", 0)[0]["text"]
+    # WeChat's retry of the same message is not answered twice.
+    assert chat.post(wx.text_xml("o-slow", "菜单", msg_id=99)).get_data(as_text=True) == "success"
+    app.extensions["bot"].close()
+    assert len(db.inbox_since(database, "o-slow", 0)) == 1
+
+
+def test_slow_answer_goes_out_through_customer_service_api(tmp_path):
+    api = FakeWeChat().start()
+    try:
+        settings = make_settings(tmp_path, wechat={"reply_budget_seconds": 0.2, "app_secret": "s3cret",
+                                                   "api_base_url": api.url})
+        app = create_app(settings)
+        slow_down(app, 0.5)
+        chat = Chat(app.test_client(), "o-slow-api")
+        assert chat.post(wx.text_xml("o-slow-api", "菜单")).get_data(as_text=True) == "success"
+        assert wait_for(lambda: api.calls_to("/cgi-bin/message/custom/send"))
+        sent = api.calls_to("/cgi-bin/message/custom/send")[0]["json"]
+        assert sent["touser"] == "o-slow-api" and MENU_MARK in sent["text"]["content"]
+        assert api.calls_to("/cgi-bin/token")[0]["args"]["secret"] == "s3cret"
+        app.extensions["bot"].close()
+    finally:
+        api.stop()
+
+
+# --- long replies ------------------------------------------------------------------
+
+def test_long_reply_is_split_and_rest_served_on_more(app, chat):
+    from bot.router import Reply
+    runtime = app.extensions["bot"]
+    long_text = "".join(f"第{i}句话讲的是创业政策的一个细节。" for i in range(300))
+    original = runtime.router.dispatch
+    runtime.router.routes.insert(0, (lambda m: m.text == "长文", lambda m, c: Reply(text=long_text)))
+    pages = [chat.say("长文")]
+    while "更多" in pages[-1]:
+        pages.append(chat.say("更多"))
+        assert len(pages) < 20
+    assert all(len(p.encode()) <= 2048 for p in pages)
+    assert all(p.rstrip("\n（回复“更多”看下一页）").endswith("。") for p in pages)
+    joined = "".join(p.replace("\n（回复“更多”看下一页）", "") for p in pages)
+    assert joined == long_text
+    assert "没有更多" in chat.say("更多")
+    assert runtime.router.dispatch == original
+
+
+# --- bad input ---------------------------------------------------------------------
+
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+<!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+<!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+<!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+<!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+<!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+<!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">]>
+<xml><ToUserName>a</ToUserName><FromUserName>o-bomb</FromUserName><CreateTime>1</CreateTime>
+<MsgType>text</MsgType><Content>&lol9;</Content><MsgId>1</MsgId></xml>"""
+
+XXE = """<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>
+<xml><ToUserName>a</ToUserName><FromUserName>o-xxe</FromUserName><CreateTime>1</CreateTime>
+<MsgType>text</MsgType><Content>&e;</Content><MsgId>2</MsgId></xml>"""
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"   ", b"<xml><unclosed>", b"not xml at all", b"\xff\xfe\x00<xml>\x81\x82</xml>",
+    b"<other><a>1</a></other>", b"<xml><Content>no sender</Content></xml>",
+    BILLION_LAUGHS.encode(), XXE.encode(),
+], ids=["empty", "blank", "unclosed", "text", "non-utf8", "wrong-root", "no-sender", "billion-laughs", "xxe"])
+def test_bad_bodies_get_4xx_quickly_and_service_keeps_answering(client, chat, body):
+    started = time.time()
+    resp = post(client, body)
+    assert 400 <= resp.status_code < 500
+    assert time.time() - started < 1.0
+    assert "root:" not in resp.get_data(as_text=True)
+    assert MENU_MARK in chat.say("菜单")
+
+
+def test_oversized_body_gets_413(tmp_path):
+    app = create_app(make_settings(tmp_path, server={"max_body_bytes": 1024}))
+    client = app.test_client()
+    resp = post(client, wx.text_xml("o-big", "长" * 2000))
+    assert resp.status_code == 413
+    assert MENU_MARK in Chat(client).say("菜单")
+    app.extensions["bot"].close()
+
+
+def test_handler_crash_gets_polite_reply_with_hotline(app, chat):
+    runtime = app.extensions["bot"]
+
+    def boom(inbound, ctx):
+        raise RuntimeError("bug")
+    runtime.router.routes.insert(0, (lambda m: m.text == "炸", boom))
+    reply = chat.say("炸")
+    assert "0000-12345678" in reply
+    assert MENU_MARK in chat.say("菜单")
+
+
+def test_simulator_is_off_when_disabled(tmp_path):
+    app = create_app(make_settings(tmp_path, simulator={"enabled": False}))
+    assert app.test_client().get("/simulator").status_code == 404
+    app.extensions["bot"].close()
+
+
+def test_simulator_send_goes_through_webhook(client, app):
+    resp = client.post("/simulator/api/send", json={"openid": "o-sim", "text": "菜单"})
+    assert MENU_MARK in resp.get_json()["reply"]
+    database = db.connect(app.extensions["bot"].settings.storage.database)
+    assert database["messages"].count == 1
