@@ -39,7 +39,7 @@ Band = Literal["answer", "suggest", "unknown"]
 
 # Long voice transcriptions say what they want early; the cut keeps matching fast.
 MAX_INPUT_CHARS = 600
-MAX_QUERY_CHARS = 120
+MAX_QUERY_CHARS = 200
 
 # Spoken padding that carries no meaning; longest first so 我想问一下 goes before 问一下.
 FILLERS = (
