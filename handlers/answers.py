@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from bot import db
 from bot.router import Context, Inbound, Reply
-from handlers import services
+from handlers import registration, services
 
 DETAIL_LABELS = {
     "eligibility": "谁能申请",
@@ -12,6 +12,11 @@ DETAIL_LABELS = {
     "documents": "要带什么",
     "office": "到哪里办",
 }
+# Policy answers that end by offering a form; a plain "好" soon after starts it.
+OFFERS = {"support.training": registration.start_training, "support.loan": registration.start_loan}
+OFFER_SECONDS = 30 * 60
+ACCEPT_WORDS = ("好", "好的", "要", "我要", "是", "是的", "可以", "行", "嗯", "嗯嗯", "要得",
+                "中", "想", "我想", "愿意", "报", "办", "申请", "要报名", "想报名", "想申请")
 NEXT_STEP = "\n\n回复“详情”看怎么办、带什么；回复“返回”看同类政策；回复“菜单”看全部。"
 
 
@@ -23,6 +28,8 @@ def answer_topic(ctx: Context, inbound: Inbound, topic_id: str, parent: str | No
     topic = ctx.library.kb.topics[topic_id]
     state = db.load_state(ctx.db, inbound.openid)
     state["topic"] = {"id": topic_id, "parent": parent or topic.category}
+    if topic_id in OFFERS:
+        state["offer"] = {"topic": topic_id, "until": ctx.now() + OFFER_SECONDS}
     state.pop("list", None)  # digits mean the main menu again
     db.save_state(ctx.db, inbound.openid, state)
     return Reply(text=ctx.library.answer_text(topic_id) + NEXT_STEP, topic=topic_id, band="answer")
@@ -34,3 +41,13 @@ def details(ctx: Context, topic_id: str) -> Reply:
     filled = kb.render_details(topic_id, ctx.settings.county)
     body = "\n".join(f"【{label}】{filled[key]}" for key, label in DETAIL_LABELS.items() if filled.get(key))
     return Reply(text=f"{kb.topics[topic_id].title}\n{body}", topic=topic_id, band="answer")
+
+
+def accept_offer(ctx: Context, inbound: Inbound) -> Reply | None:
+    """Start the form the last answer offered, if it was offered recently."""
+    state = db.load_state(ctx.db, inbound.openid)
+    offer = state.pop("offer", None)
+    if not offer or offer["until"] < ctx.now() or offer["topic"] not in OFFERS:
+        return None
+    db.save_state(ctx.db, inbound.openid, state)
+    return OFFERS[offer["topic"]](inbound, ctx)

@@ -85,6 +85,12 @@ def on_digit(inbound: Inbound, ctx: Context) -> Reply | None:
     return answers.answer_topic(ctx, inbound, topic_id, parent=listing.get("category"))
 
 
+@router.add(lambda m: m.kind == "text" and m.text.rstrip("。！!.~") in answers.ACCEPT_WORDS)
+def on_yes(inbound: Inbound, ctx: Context) -> Reply | None:
+    """"好" after a loan or training answer starts the application it offered."""
+    return answers.accept_offer(ctx, inbound)
+
+
 @router.keyword(*BACK_WORDS)
 def on_back(inbound: Inbound, ctx: Context) -> Reply:
     """Back: from an answer to its category list, from a list to the main menu."""

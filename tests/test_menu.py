@@ -137,3 +137,19 @@ def test_latest_announcements_from_menu_and_words(chat, app):
     # An announcement for one township's applicants is not shown to everyone.
     assert "招聘会" not in reply
     assert "茶叶培训开班" in chat.event("CLICK", "MENU_NEWS")
+
+
+def test_yes_after_training_answer_starts_registration(chat):
+    chat.say("菜单")
+    listing = chat.say("3")
+    training_no = next(l.split(".")[0] for l in listing.splitlines() if "培训" in l and l[:1].isdigit())
+    answer = chat.say(training_no)
+    assert "报名" in answer
+    reply = chat.say("好的")
+    assert "培训报名" in reply or "课程" in reply
+
+
+def test_yes_without_an_offer_is_not_a_form(chat):
+    chat.say("菜单")
+    reply = chat.say("好的")
+    assert "课程" not in reply and "贷款申请" not in reply
