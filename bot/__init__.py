@@ -14,7 +14,7 @@ from bot.settings import Settings
 
 def create_app(settings: Settings) -> Flask:
     """Build the Flask app: the only place where the pieces are wired together."""
-    from bot import simulator, webhook
+    from bot import console, simulator, webhook
     from handlers import build_router
 
     configure_logging()
@@ -24,6 +24,7 @@ def create_app(settings: Settings) -> Flask:
     app.extensions["bot"] = runtime
     app.teardown_appcontext(_close_db)
     app.register_blueprint(webhook.bp)
+    app.register_blueprint(console.bp)
     if settings.simulator.enabled:
         app.register_blueprint(simulator.bp)
     return app

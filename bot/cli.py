@@ -108,3 +108,34 @@ def init_db(settings: Settings) -> None:
     from bot import db
     db.migrate(settings.storage.database)
     click.echo(f"数据库已就绪: {settings.storage.database}")
+
+
+@cli.group()
+def staff() -> None:
+    """Staff accounts for the web console at /admin."""
+
+
+@staff.command("add")
+@click.argument("name")
+@click.pass_obj
+def staff_add(settings: Settings, name: str) -> None:
+    """Create a console account; asks for the password twice. Example: python run.py staff add wang"""
+    from werkzeug.security import generate_password_hash
+
+    from bot import db
+
+    name = name.strip()
+    if not name or len(name) > 64:
+        raise click.ClickException("用户名不能为空，且不超过 64 个字符")
+    password = click.prompt("密码", hide_input=True, confirmation_prompt="再输入一次密码")
+    if len(password) < 8:
+        raise click.ClickException("密码至少 8 个字符")
+    db.migrate(settings.storage.database)
+    database = db.connect(settings.storage.database)
+    try:
+        if not db.add_staff(database, name, generate_password_hash(password)):
+            raise click.ClickException(f"用户名 {name} 已存在")
+        db.audit(database, "cli", "创建后台账号", name)
+    finally:
+        database.close()
+    click.echo(f"已创建后台账号 {name}，登录地址 /admin")

@@ -1,0 +1,327 @@
+"""Blueprint "console": the staff web console at /admin, for signed-in staff only.
+
+Every page and JSON endpoint requires a signed-in staff member (pages redirect to the
+sign-in form, /admin/api/* answers 401 JSON); every POST carries the session's CSRF token
+(form field csrf_token or header X-CSRF-Token); every staff action goes to the audit log.
+Templates rely on Jinja autoescaping for all user-supplied text.
+"""
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from flask import (Blueprint, Response, abort, current_app, flash, g, jsonify, redirect, render_template,
+                   request, session, url_for)
+from flask.sansio.blueprints import BlueprintSetupState
+from rapidfuzz import fuzz, process
+from werkzeug.exceptions import HTTPException
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from bot import db, get_db, runtime
+from bot.privacy import load_or_create_key
+
+bp = Blueprint("console", __name__, url_prefix="/admin",
+               static_folder="static/console", static_url_path="/static")
+
+PUBLIC_ENDPOINTS = {"console.login", "console.static"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# China Standard Time, for days on charts and times on screen.
+LOCAL_TZ = timezone(timedelta(hours=8))
+OVERVIEW_DAYS = 30
+# Two unanswered questions with a character similarity at or above this share a group.
+GROUP_SIMILARITY = 60
+# Checked against when the user name is unknown, so both cases take the same time.
+_DUMMY_HASH = generate_password_hash("not-a-password")
+_PUNCTUATION = re.compile(r"[\s\W_]+", re.UNICODE)
+
+
+@bp.record_once
+def configure_sessions(state: BlueprintSetupState) -> None:
+    """Session cookies: signed with [console] secret_key (or a generated one), HttpOnly, Lax."""
+    app = state.app
+    settings = app.extensions["bot"].settings
+    app.secret_key = load_or_create_key(settings.console.secret_key,
+                                        settings.data_dir / "console.key")
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_NAME="cyt_console",
+                      PERMANENT_SESSION_LIFETIME=timedelta(hours=12))
+    app.jinja_env.filters["when"] = format_time
+
+
+def format_time(timestamp: float | None) -> str:
+    """Unix time as local 'MM-DD HH:MM' ('' when missing)."""
+    if not timestamp:
+        return ""
+    return datetime.fromtimestamp(timestamp, LOCAL_TZ).strftime("%m-%d %H:%M")
+
+
+# --- sign-in, CSRF and the audit log ----------------------------------------------------
+
+
+def _is_api() -> bool:
+    return request.path.startswith(bp.url_prefix + "/api/")
+
+
+@bp.before_request
+def require_login() -> Response | tuple[Response, int] | None:
+    """Refuse anyone not signed in, then any state change without the CSRF token."""
+    g.staff = None
+    if request.endpoint not in PUBLIC_ENDPOINTS:
+        name = session.get("staff")
+        if not name or db.get_staff(get_db(), name) is None:
+            session.pop("staff", None)
+            if _is_api():
+                return jsonify(error="请先登录"), 401
+            return redirect(url_for("console.login", next=request.full_path.rstrip("?")))
+        g.staff = name
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
+        expected = session.get("csrf", "")
+        if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+            if _is_api():
+                return jsonify(error="页面已过期，请刷新后重试"), 400
+            abort(400, "页面已过期，请刷新后重试")
+    return None
+
+
+@bp.after_request
+def harden(response: Response) -> Response:
+    """No inline scripts may run and no page may frame the console."""
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+        " frame-ancestors 'none'; form-action 'self'")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.app_template_global()
+def csrf_token() -> str:
+    """The session's CSRF token (created on first use)."""
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+@bp.app_template_global()
+def nav_items() -> list[tuple[str, str]]:
+    """Console sections whose data source is wired in this app."""
+    items = [("console.overview", "概览"), ("console.unanswered", "未答问题"),
+             ("console.knowledge", "知识库"), ("console.applications", "申请"),
+             ("console.announcements", "通知"), ("console.conversations", "对话"),
+             ("console.audit_log", "操作记录")]
+    available = current_app.view_functions
+    return [(e, label) for e, label in items
+            if e in available and (e != "console.knowledge" or runtime().library is not None)]
+
+
+@bp.errorhandler(400)
+def bad_request(error: HTTPException) -> tuple[str, int]:
+    """A refused form (usually an expired CSRF token), in the console's own words."""
+    return render_template("console/error.html", message=error.description or "请求无效"), 400
+
+
+def record(action: str, detail: str = "") -> None:
+    """Write the signed-in staff member's action to the audit log."""
+    db.audit(get_db(), g.staff or "", action, detail)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> str | Response:
+    """Sign-in form; repeated failures lock the user name for a while."""
+    error = ""
+    next_url = request.values.get("next", "")
+    if request.method == "POST":
+        conf = runtime().settings.console
+        database = get_db()
+        username = request.form.get("username", "").strip()[:64]
+        password = request.form.get("password", "")
+        locked = db.locked_until(database, username)
+        staff = db.get_staff(database, username)
+        ok = check_password_hash(staff["password_hash"] if staff else _DUMMY_HASH, password)
+        if locked:
+            error = f"登录失败次数过多，请 {_minutes_left(locked)} 分钟后再试。"
+            db.audit(database, username or "?", "登录被锁定拒绝")
+        elif staff and ok:
+            session.clear()  # a new session id and CSRF token after sign-in
+            session.permanent = True
+            session["staff"] = username
+            db.record_login_success(database, username)
+            db.audit(database, username, "登录")
+            return redirect(_safe_next(next_url))
+        else:
+            until = db.record_login_failure(database, username, conf.max_failed_logins,
+                                            conf.lockout_minutes * 60)
+            db.audit(database, username or "?", "登录失败")
+            error = (f"登录失败次数过多，请 {_minutes_left(until)} 分钟后再试。" if until
+                     else "用户名或密码错误。")
+    return render_template("console/login.html", error=error, next=next_url)
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    """Sign out."""
+    record("退出登录")
+    session.clear()
+    return redirect(url_for("console.login"))
+
+
+def _minutes_left(until: float) -> int:
+    return max(1, int((until - time.time() + 59) // 60))
+
+
+def _safe_next(target: str) -> str:
+    """Only console paths, so the sign-in form cannot send staff to another site."""
+    if target.startswith(bp.url_prefix + "/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("console.overview")
+
+
+# --- overview ----------------------------------------------------------------------------
+
+
+@bp.get("/")
+def overview() -> str:
+    """Messages per day, most-asked topics, how well the bot understood, new subscribers."""
+    database = get_db()
+    since = _local_midnight(OVERVIEW_DAYS - 1)
+    per_day = {r["day"]: r["n"] for r in db.messages_per_day(database, since)}
+    days = [(_local_day(since + i * 86400), per_day.get(_local_day(since + i * 86400), 0))
+            for i in range(OVERVIEW_DAYS)]
+    bands = db.band_counts(database, since)
+    asked = sum(bands.values())
+    shares = [(label, bands.get(band, 0), round(100 * bands.get(band, 0) / asked) if asked else 0)
+              for band, label in (("answer", "直接答复"), ("suggest", "您是不是想问"),
+                                  ("unknown", "没听懂"))]
+    topics = [(_topic_title(r["topic"]), r["n"]) for r in db.top_topics(database, since)]
+    return render_template(
+        "console/overview.html", days=days, max_day=max([n for _, n in days] + [1]),
+        shares=shares, asked=asked, topics=topics,
+        new_subscribers=db.new_subscribers(database, since),
+        new_subscribers_week=db.new_subscribers(database, _local_midnight(6)),
+        open_unanswered=len(db.open_unanswered(database)),
+        open_handoffs=len(db.open_handoffs(database)), period=OVERVIEW_DAYS)
+
+
+def _local_midnight(days_ago: int) -> float:
+    today = datetime.now(LOCAL_TZ).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (today - timedelta(days=days_ago)).timestamp()
+
+
+def _local_day(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, LOCAL_TZ).strftime("%Y-%m-%d")
+
+
+def _topic_title(topic_id: str | None) -> str:
+    library = runtime().library
+    topic = library.kb.topics.get(topic_id) if library is not None and topic_id else None
+    return topic.title if topic else (topic_id or "")
+
+
+# --- unanswered questions ----------------------------------------------------------------
+
+
+def group_similar(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], str],
+                  threshold: float = GROUP_SIMILARITY) -> list[list[dict[str, Any]]]:
+    """Group rows whose texts are alike (rapidfuzz ratio), largest groups first."""
+    groups: list[list[dict[str, Any]]] = []
+    heads: list[str] = []
+    for row in rows:
+        text = _PUNCTUATION.sub("", key(row)).lower()
+        found = process.extractOne(text, heads, scorer=fuzz.ratio, score_cutoff=threshold)
+        if found is None:
+            heads.append(text)
+            groups.append([row])
+        else:
+            groups[found[2]].append(row)
+    return sorted(groups, key=len, reverse=True)
+
+
+@bp.get("/unanswered")
+def unanswered() -> str:
+    """Open questions the bot did not understand, grouped by similarity."""
+    rows = db.open_unanswered(get_db())
+    library = runtime().library
+    topics = sorted(library.kb.topics.values(), key=lambda t: t.id) if library is not None else []
+    return render_template("console/unanswered.html", groups=group_similar(rows, lambda r: r["question"]),
+                           topics=topics, total=len(rows), topic_title=_topic_title)
+
+
+@bp.post("/unanswered/out-of-scope")
+def unanswered_out_of_scope() -> Response:
+    """Take questions off the list as outside what the bot should answer."""
+    ids = [int(i) for i in request.form.getlist("id") if i.isdigit()]
+    closed = db.close_unanswered(get_db(), ids, "out_of_scope")
+    record("标记超出范围", f"{closed} 条未答问题（id {', '.join(map(str, ids))}）")
+    flash(f"已将 {closed} 条问题标为超出范围。")
+    return redirect(url_for("console.unanswered"))
+
+
+# --- conversations and hand-offs to staff ------------------------------------------------
+
+
+@bp.get("/conversations")
+def conversations() -> str:
+    """Who asked for a person, and the latest conversations."""
+    database = get_db()
+    return render_template("console/conversations.html", handoffs=db.open_handoffs(database),
+                           conversations=db.recent_conversations(database))
+
+
+@bp.get("/conversations/<openid>")
+def conversation(openid: str) -> str:
+    """One subscriber's recent messages, with a reply box."""
+    database = get_db()
+    messages = list(reversed(db.recent_messages(database, openid, 100)))
+    waiting = [h for h in db.open_handoffs(database) if h["openid"] == openid]
+    return render_template("console/conversation.html", openid=openid, messages=messages,
+                           handoff=waiting[0] if waiting else None)
+
+
+@bp.post("/conversations/<openid>/reply")
+def reply(openid: str) -> Response:
+    """Send a customer-service message to the subscriber and close their hand-off."""
+    text = request.form.get("text", "").strip()
+    if not text:
+        flash("请填写回复内容。")
+        return redirect(url_for("console.conversation", openid=openid))
+    if len(text) > 600:
+        flash("回复太长了，请控制在 600 字以内。")
+        return redirect(url_for("console.conversation", openid=openid))
+    database = get_db()
+    db.enqueue_message(database, openid, text, "staff-reply")
+    runtime().deliver_pending()
+    db.close_handoff(database, openid, g.staff)
+    record("回复用户", f"{openid}: {text[:100]}")
+    flash("回复已发出。")
+    return redirect(url_for("console.conversation", openid=openid))
+
+
+@bp.post("/conversations/<openid>/close")
+def close_handoff(openid: str) -> Response:
+    """Mark a hand-off done without replying (e.g. handled by phone)."""
+    db.close_handoff(get_db(), openid, g.staff)
+    record("结束转人工", openid)
+    return redirect(url_for("console.conversations"))
+
+
+@bp.get("/api/handoffs")
+def api_handoffs() -> Response:
+    """How many users wait for a person (the nav badge polls this)."""
+    return jsonify(open=len(db.open_handoffs(get_db())))
+
+
+# --- audit log ------------------------------------------------------------------------
+
+
+@bp.get("/audit")
+def audit_log() -> str:
+    """Every staff action, newest first."""
+    page = max(1, request.args.get("page", 1, type=int))
+    entries = db.audit_entries(get_db(), 100, (page - 1) * 100)
+    return render_template("console/audit.html", entries=entries, page=page)

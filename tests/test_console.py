@@ -1,0 +1,309 @@
+"""The staff console through the Flask test client: accounts, sign-in, CSRF, lock-out, audit."""
+from __future__ import annotations
+
+import re
+import stat
+
+import pytest
+from click.testing import CliRunner
+
+from bot import db
+from bot.cli import cli
+from tests.conftest import Chat, make_settings
+
+PASSWORD = "correct horse 42"
+XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=1">'
+
+
+def database(app):
+    return db.connect(app.extensions["bot"].settings.storage.database)
+
+
+def add_staff(app, name: str = "wang", password: str = PASSWORD) -> None:
+    from werkzeug.security import generate_password_hash
+    assert db.add_staff(database(app), name, generate_password_hash(password))
+
+
+def csrf_from(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "page has no CSRF field"
+    return found.group(1)
+
+
+def sign_in(client, name: str = "wang", password: str = PASSWORD, next_url: str = ""):
+    token = csrf_from(client.get("/admin/login").get_data(as_text=True))
+    return client.post("/admin/login", data={"username": name, "password": password,
+                                              "csrf_token": token, "next": next_url})
+
+
+@pytest.fixture
+def staff_client(app, client):
+    add_staff(app)
+    assert sign_in(client).status_code == 302
+    return client
+
+
+def page_token(client, path: str = "/admin/") -> str:
+    return csrf_from(client.get(path).get_data(as_text=True))
+
+
+# --- accounts ------------------------------------------------------------------------
+
+
+def write_config(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text(f'[storage]\ndatabase = "{tmp_path / "bot.db"}"\n', encoding="utf-8")
+    return path
+
+
+def test_staff_add_asks_twice_and_stores_only_a_slow_hash(tmp_path):
+    config = write_config(tmp_path)
+    result = CliRunner().invoke(cli, ["--config", str(config), "staff", "add", "li"],
+                                input="s3cret-pass\ns3cret-pass\n")
+    assert result.exit_code == 0, result.output
+    assert "s3cret-pass" not in result.output
+    row = db.get_staff(db.connect(tmp_path / "bot.db"), "li")
+    assert row["password_hash"].startswith("scrypt:") and "s3cret-pass" not in row["password_hash"]
+
+
+def test_staff_add_refuses_mismatch_short_password_and_duplicate(tmp_path):
+    config = write_config(tmp_path)
+    run = lambda text: CliRunner().invoke(cli, ["--config", str(config), "staff", "add", "li"], input=text)
+    short = run("short\nshort\n")
+    assert short.exit_code != 0 and "至少 8 个字符" in short.output
+    # A mismatch asks again; the account is made once both entries agree.
+    mismatch = run("s3cret-pass\nother-pass\ns3cret-pass\ns3cret-pass\n")
+    assert mismatch.exit_code == 0 and mismatch.output.count("再输入一次密码") == 2
+    again = run("s3cret-pass\ns3cret-pass\n")
+    assert again.exit_code != 0 and "已存在" in again.output
+
+
+def test_no_default_account_exists(client):
+    for name, password in [("admin", "admin"), ("admin", "123456"), ("staff", "password")]:
+        resp = sign_in(client, name, password)
+        assert resp.status_code == 200 and "用户名或密码错误" in resp.get_data(as_text=True)
+    assert client.get("/admin/").status_code == 302
+
+
+# --- sign-in --------------------------------------------------------------------------
+
+
+def test_sign_in_sets_a_hardened_cookie_and_lands_on_the_overview(app, client):
+    add_staff(app)
+    resp = sign_in(client)
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/admin/")
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    page = client.get("/admin/")
+    assert page.status_code == 200 and "每日消息数" in page.get_data(as_text=True)
+
+
+def test_secret_key_is_generated_owner_only_and_kept(tmp_path):
+    from bot import create_app
+    settings = make_settings(tmp_path)
+    first = create_app(settings)
+    key_file = tmp_path / "console.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    second = create_app(settings)
+    assert first.secret_key == second.secret_key == key_file.read_text().strip()
+    for app in (first, second):
+        app.extensions["bot"].close()
+
+
+def test_configured_secret_key_is_used(tmp_path):
+    from bot import create_app
+    app = create_app(make_settings(tmp_path, console={"secret_key": "x" * 40}))
+    assert app.secret_key == "x" * 40 and not (tmp_path / "console.key").exists()
+    app.extensions["bot"].close()
+
+
+def test_wrong_password_is_refused(app, client):
+    add_staff(app)
+    resp = sign_in(client, password="wrong password")
+    assert resp.status_code == 200 and "用户名或密码错误" in resp.get_data(as_text=True)
+    assert client.get("/admin/").status_code == 302
+
+
+def test_lock_out_after_max_failures_even_with_the_right_password(tmp_path):
+    from bot import create_app
+    app = create_app(make_settings(tmp_path, console={"max_failed_logins": 3, "lockout_minutes": 15}))
+    client = app.test_client()
+    add_staff(app)
+    for _ in range(2):
+        assert "用户名或密码错误" in sign_in(client, password="nope").get_data(as_text=True)
+    third = sign_in(client, password="nope").get_data(as_text=True)
+    assert "15 分钟后再试" in third
+    locked = sign_in(client)
+    assert locked.status_code == 200 and "分钟后再试" in locked.get_data(as_text=True)
+    assert client.get("/admin/").status_code == 302
+    # When the lock has expired the right password works again.
+    d = database(app)
+    d.conn.execute("UPDATE login_failures SET locked_until = 1")
+    d.conn.commit()
+    assert sign_in(client).status_code == 302
+    app.extensions["bot"].close()
+
+
+def test_sign_in_only_redirects_within_the_console(app, client):
+    add_staff(app)
+    assert sign_in(client, next_url="https://evil.example/").headers["Location"].endswith("/admin/")
+    client.post("/admin/logout", data={"csrf_token": page_token(client)})
+    assert sign_in(client, next_url="/admin/audit").headers["Location"].endswith("/admin/audit")
+
+
+def test_sign_out_ends_the_session(staff_client):
+    resp = staff_client.post("/admin/logout", data={"csrf_token": page_token(staff_client)})
+    assert resp.status_code == 302
+    assert staff_client.get("/admin/").status_code == 302
+
+
+# --- anonymous visitors and CSRF ----------------------------------------------------------
+
+
+def console_rules(app):
+    return [r for r in app.url_map.iter_rules()
+            if r.endpoint.startswith("console.") and r.endpoint not in ("console.login", "console.static")]
+
+
+def fill(rule) -> str:
+    values = {arg: "1" for arg in rule.arguments}
+    return rule.rule.replace("<", "{").replace(">", "}").format(
+        **{k.split(":")[-1]: v for k, v in values.items()}) if values else rule.rule
+
+
+def concrete(rule) -> str:
+    path = rule.rule
+    for arg in rule.arguments:
+        path = re.sub(r"<(?:[a-z]+:)?" + arg + ">", "1", path)
+    return path
+
+
+def test_every_console_url_refuses_anonymous_visitors(app, client):
+    rules = console_rules(app)
+    assert len(rules) >= 8
+    for rule in rules:
+        path = concrete(rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            resp = client.open(path, method=method)
+            if path.startswith("/admin/api/"):
+                assert resp.status_code == 401, (method, path)
+                assert resp.get_json()["error"]
+            else:
+                assert resp.status_code == 302, (method, path)
+                assert "/admin/login" in resp.headers["Location"]
+
+
+def test_posts_without_the_csrf_token_are_refused(app, staff_client):
+    for rule in console_rules(app):
+        if "POST" not in rule.methods:
+            continue
+        path = concrete(rule)
+        resp = staff_client.post(path, data={"csrf_token": "forged"})
+        assert resp.status_code == 400, path
+        resp = staff_client.post(path, json={})
+        assert resp.status_code == 400, path
+    # Still signed in: the refusals did nothing.
+    assert staff_client.get("/admin/").status_code == 200
+
+
+def test_sign_in_form_needs_the_csrf_token(app, client):
+    add_staff(app)
+    resp = client.post("/admin/login", data={"username": "wang", "password": PASSWORD})
+    assert resp.status_code == 400 and "页面已过期" in resp.get_data(as_text=True)
+
+
+def test_pages_forbid_inline_scripts(staff_client):
+    policy = staff_client.get("/admin/").headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+
+
+# --- audit log ---------------------------------------------------------------------------
+
+
+def test_actions_are_written_to_the_audit_log(app, client):
+    add_staff(app)
+    sign_in(client, password="wrong password")
+    sign_in(client)
+    chat = Chat(client, "o-asker")
+    chat.say("我想找人工")
+    token = page_token(client)
+    client.post("/admin/conversations/o-asker/reply", data={"text": "您好，我是县人社局小王。",
+                                                             "csrf_token": token})
+    page = client.get("/admin/audit").get_data(as_text=True)
+    for action in ("登录失败", "登录", "回复用户"):
+        assert action in page
+    rows = db.audit_entries(database(app))
+    assert [r["action"] for r in rows][:3] == ["回复用户", "登录", "登录失败"]
+    assert all(r["staff"] == "wang" and r["created_at"] for r in rows)
+
+
+# --- pages ------------------------------------------------------------------------------
+
+
+def test_overview_counts_messages_bands_topics_and_subscribers(app, staff_client):
+    chat = Chat(staff_client, "o-new")
+    chat.event("subscribe")
+    chat.say("你好")
+    d = database(app)
+    d.conn.execute("UPDATE messages SET band = 'unknown' WHERE content = '你好'")
+    d.conn.commit()
+    page = staff_client.get("/admin/").get_data(as_text=True)
+    assert "100%（1）" in page  # the only question was not understood
+    assert re.search(r"<b>1</b><span>近 7 天新关注", page)
+    assert "<rect" in page
+
+
+def test_unanswered_questions_are_grouped_and_can_be_put_out_of_scope(app, staff_client):
+    d = database(app)
+    for q in ("贷款利息是多少", "贷款的利息是多少啊", "贷款利息多少", "养猪场怎么消毒"):
+        db.record_unanswered(d, "o-x", q, "unknown", None, 10.0)
+    page = staff_client.get("/admin/unanswered").get_data(as_text=True)
+    assert "4 条待处理" in page
+    groups = re.findall(r"<h2>(.*?) <small>(\d+) 条</small></h2>", page)
+    assert sorted(int(n) for _, n in groups) == [1, 3]
+    pig = [r["id"] for r in d.query("SELECT id FROM unanswered WHERE question LIKE '养猪%'")]
+    staff_client.post("/admin/unanswered/out-of-scope",
+                      data={"id": pig, "csrf_token": page_token(staff_client)})
+    page = staff_client.get("/admin/unanswered").get_data(as_text=True)
+    assert "3 条待处理" in page and "养猪场" not in page
+    assert d.execute("SELECT status FROM unanswered WHERE id = ?", pig).fetchone()[0] == "out_of_scope"
+
+
+def test_staff_reply_reaches_the_user_and_closes_the_hand_off(app, staff_client):
+    d = database(app)
+    db.request_human(d, "o-help", "我想问贷款的事")
+    assert db.request_human(d, "o-help") == db.request_human(d, "o-help")  # one open request
+    listing = staff_client.get("/admin/conversations").get_data(as_text=True)
+    assert "o-help" in listing and "我想问贷款的事" in listing
+    assert staff_client.get("/admin/api/handoffs").get_json() == {"open": 1}
+    staff_client.post("/admin/conversations/o-help/reply",
+                      data={"text": "您好，贷款请带身份证到窗口办理。", "csrf_token": page_token(staff_client)})
+    inbox = staff_client.get("/simulator/api/inbox?openid=o-help").get_json()["messages"]
+    assert [m["text"] for m in inbox] == ["您好，贷款请带身份证到窗口办理。"]
+    assert staff_client.get("/admin/api/handoffs").get_json() == {"open": 0}
+
+
+def test_empty_reply_is_refused_with_a_message(app, staff_client):
+    resp = staff_client.post("/admin/conversations/o-help/reply",
+                             data={"text": "  ", "csrf_token": page_token(staff_client)},
+                             follow_redirects=True)
+    assert "请填写回复内容" in resp.get_data(as_text=True)
+    assert database(app)["outbox"].count == 0
+
+
+def test_subscriber_text_is_escaped_everywhere_it_is_shown(app, staff_client):
+    chat = Chat(staff_client, "o-attacker")
+    chat.say(XSS)
+    d = database(app)
+    db.record_unanswered(d, "o-attacker", XSS, "unknown", None, 1.0)
+    db.request_human(d, "o-attacker", XSS)
+    for path in ("/admin/conversations", "/admin/conversations/o-attacker", "/admin/unanswered"):
+        html = staff_client.get(path).get_data(as_text=True)
+        assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in html, path
+        assert "<script>window.__xss" not in html and "<img src=x" not in html, path
+
+
+def test_phone_numbers_in_messages_are_masked_in_the_console(staff_client):
+    Chat(staff_client, "o-phone").say("我的电话13812345678")
+    html = staff_client.get("/admin/conversations/o-phone").get_data(as_text=True)
+    assert "138****5678" in html and "13812345678" not in html
