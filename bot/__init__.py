@@ -7,6 +7,7 @@ import sys
 from flask import Flask, current_app, g
 from sqlite_utils import Database
 
+from bot.library import Library
 from bot.privacy import RedactingFilter
 from bot.runtime import Runtime
 from bot.settings import Settings
@@ -14,16 +15,17 @@ from bot.settings import Settings
 
 def create_app(settings: Settings) -> Flask:
     """Build the Flask app: the only place where the pieces are wired together."""
-    from bot import console, simulator, webhook
-    from handlers import build_router
+    from bot import api, console, simulator, webhook
+    from handlers import build_router, describe_match
 
     configure_logging()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
-    runtime = Runtime(settings, build_router())
+    runtime = Runtime(settings, build_router(), Library(settings), describe_match)
     app.extensions["bot"] = runtime
     app.teardown_appcontext(_close_db)
     app.register_blueprint(webhook.bp)
+    app.register_blueprint(api.bp)
     app.register_blueprint(console.bp)
     if settings.simulator.enabled:
         app.register_blueprint(simulator.bp)

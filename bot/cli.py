@@ -110,6 +110,83 @@ def init_db(settings: Settings) -> None:
     click.echo(f"数据库已就绪: {settings.storage.database}")
 
 
+@cli.command()
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True, help="Print the /api/ask JSON.")
+@click.pass_obj
+def ask(settings: Settings, question: str, as_json: bool) -> None:
+    """Ask like a subscriber, recording nothing. Example: python run.py ask "贷款怎么申请" """
+    import json
+
+    from bot.api import ask_payload
+
+    app = make_app(settings)
+    with app.app_context():
+        payload = ask_payload(question)
+    if as_json:
+        click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"[{payload['band']}] {payload['topic'] or '-'}  score {payload['score']}")
+    click.echo(payload["answer"])
+
+
+@cli.command("eval")
+@click.argument("tsv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_obj
+def evaluate_file(settings: Settings, tsv: Path) -> None:
+    """Measure matching on labelled questions (question, topic, style; topic none = out of scope).
+
+    Example: python run.py eval ../shared/dev-questions.tsv
+    """
+    from bot.evaluation import EvaluationError, evaluate
+    from bot.knowledge import KnowledgeError, load_knowledge
+    from bot.matcher import Matcher
+
+    try:
+        matcher = Matcher(load_knowledge(settings.matcher.policies_dir), settings.matcher)
+        click.echo(evaluate(matcher, tsv).format())
+    except (KnowledgeError, EvaluationError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.group()
+def policies() -> None:
+    """Knowledge-base commands."""
+
+
+@policies.command("check")
+@click.pass_obj
+def policies_check(settings: Settings) -> None:
+    """Validate policies/*.toml and report every problem. Example: python run.py policies check"""
+    from bot.knowledge import check_knowledge
+
+    problems = check_knowledge(settings.matcher.policies_dir, settings.matcher)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise click.ClickException(f"知识库有 {len(problems)} 个问题")
+    click.echo("知识库检查通过")
+
+
+@cli.command()
+@click.pass_obj
+def reload(settings: Settings) -> None:
+    """Check the knowledge base, then make running workers load it. Example: python run.py reload"""
+    import os
+
+    from bot.knowledge import KnowledgeError, load_knowledge
+
+    folder = settings.matcher.policies_dir
+    try:
+        kb = load_knowledge(folder)
+    except KnowledgeError as exc:
+        raise click.ClickException(f"知识库有错误，服务继续使用旧版本：{exc}") from None
+    # Workers watch the files' modification times; touching them triggers their reload.
+    for path in folder.glob("*.toml"):
+        os.utime(path)
+    click.echo(f"已通知服务重新加载知识库（{len(kb.topics)} 个话题，约 2 秒内生效）")
+
+
 @cli.group()
 def staff() -> None:
     """Staff accounts for the web console at /admin."""

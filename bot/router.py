@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from sqlite_utils import Database
 
+from bot.library import Library
+from bot.privacy import Vault
 from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -69,10 +71,9 @@ class Context:
     """What a handler may use while answering one message."""
     settings: Settings
     db: Database
-    library: Any = None  # bot.library.Library: the knowledge base and its matcher
-    vault: Any = None    # bot.privacy.Vault: encryption of personal data at rest
+    library: Library
+    vault: Vault  # encryption of personal data at rest
     clock: Callable[[], float] = time.time
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def now(self) -> float:
         """Current time (tests move the clock to exercise expiry)."""

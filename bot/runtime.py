@@ -9,12 +9,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
 
 from sqlite_utils import Database
 from wechatpy.exceptions import WeChatClientException
 
 from bot import db as storage
+from bot.library import Library
+from bot.matcher import Match
 from bot.privacy import Vault, load_or_create_key, mask_text
 from bot.router import Context, Inbound, Reply, Router
 from bot.settings import Settings
@@ -37,10 +39,13 @@ class _Job:
 class Runtime:
     """Everything a message needs that outlives one request."""
 
-    def __init__(self, settings: Settings, router: Router, library: Any = None):
+    def __init__(self, settings: Settings, router: Router, library: Library,
+                 describe_match: Callable[[Match, Library, Settings], str]):
         self.settings = settings
         self.router = router
         self.library = library
+        # The bot's words for a match without a conversation (/api/ask, `run.py ask`).
+        self.describe_match = describe_match
         storage.migrate(settings.storage.database)
         key = load_or_create_key(settings.storage.encryption_key, settings.data_dir / "secret.key")
         self.vault = Vault(key)

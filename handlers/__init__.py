@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 from bot.router import Reply, Router
-from handlers import commands, events, fallback, media, paging, texts
+from handlers.ask import describe as describe_match
+from handlers import ask, events, media, menu, paging, services, texts
 
-# Order matters: commands and events first, then paging, then the fallback.
-HANDLER_MODULES = (commands, events, media, paging, fallback)
+__all__ = ["HANDLER_MODULES", "build_router", "describe_match"]
+
+# Order matters: events, menu words and digits, paging, services, then the policy
+# matcher as the last resort for any text.
+HANDLER_MODULES = (events, menu, media, paging, services, ask)
 
 
 def build_router() -> Router:

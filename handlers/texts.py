@@ -32,3 +32,9 @@ def welcome(settings: Settings) -> str:
 def error_reply(settings: Settings) -> str:
     """When something went wrong on our side."""
     return f"抱歉，系统刚才出了点问题，请稍后再试。着急可以打电话：{settings.county.hotline}"
+
+
+def contact(settings: Settings) -> str:
+    """How to reach the bureau."""
+    c = settings.county
+    return f"{c.bureau}\n地址：{c.address}\n时间：{c.hours}\n电话：{c.hotline}"
