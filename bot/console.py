@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from flask import (Blueprint, Response, abort, current_app, flash, g, jsonify, redirect, render_template,
@@ -22,7 +23,7 @@ from rapidfuzz import fuzz, process
 from werkzeug.exceptions import HTTPException
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from bot import db, get_db, runtime
+from bot import db, get_db, knowledge_edit, runtime
 from bot.privacy import load_or_create_key
 
 bp = Blueprint("console", __name__, url_prefix="/admin",
@@ -325,3 +326,106 @@ def audit_log() -> str:
     page = max(1, request.args.get("page", 1, type=int))
     entries = db.audit_entries(get_db(), 100, (page - 1) * 100)
     return render_template("console/audit.html", entries=entries, page=page)
+
+
+# --- knowledge base ------------------------------------------------------------------
+
+DETAIL_LABELS = {"eligibility": "适用对象", "benefits": "政策内容", "how_to_apply": "办理流程",
+                 "documents": "所需材料", "office": "办理地点"}
+
+
+def _library() -> Any:
+    library = runtime().library
+    if library is None:
+        abort(404)
+    return library
+
+
+def _backup_dir() -> Path:
+    return runtime().settings.data_dir / "backups" / "policies"
+
+
+@bp.get("/knowledge")
+def knowledge() -> str:
+    """Topics by category, with a search over titles, answers, keywords and examples."""
+    kb = _library().kb
+    query = request.args.get("q", "").strip()
+    sections = []
+    for category in kb.categories:
+        topics = [kb.topics[t] for t in category.topic_ids if _topic_has(kb.topics[t], query)]
+        if topics:
+            sections.append((category, topics))
+    return render_template("console/knowledge.html", sections=sections, query=query,
+                           total=sum(len(t) for _, t in sections))
+
+
+def _topic_has(topic: Any, query: str) -> bool:
+    if not query:
+        return True
+    haystack = [topic.id, topic.title, topic.answer, *topic.keywords, *topic.examples,
+                *topic.details.values()]
+    return any(query.lower() in text.lower() for text in haystack)
+
+
+@bp.route("/knowledge/<topic_id>", methods=["GET", "POST"])
+def topic(topic_id: str) -> str | Response | tuple[str, int]:
+    """Edit one topic; saved to its policies/ file (previous version backed up) and live at once."""
+    library = _library()
+    current = library.kb.topics.get(topic_id)
+    if current is None:
+        abort(404)
+    problems: list[str] = []
+    form = {"title": current.title, "answer": current.answer,
+            "keywords": "\n".join(current.keywords), "examples": "\n".join(current.examples),
+            **{f"details.{k}": current.details.get(k, "") for k in DETAIL_LABELS}}
+    if request.method == "POST":
+        form = {k: request.form.get(k, "").replace("\r\n", "\n").strip() for k in form}
+        changes: dict[str, Any] = {"title": form["title"], "answer": form["answer"],
+                                   "keywords": _lines(form["keywords"]),
+                                   "examples": _lines(form["examples"]),
+                                   "details": {k: form[f"details.{k}"] for k in DETAIL_LABELS}}
+        try:
+            warnings = knowledge_edit.save_topic(runtime().settings.matcher.policies_dir,
+                                                 _backup_dir(), runtime().settings.matcher,
+                                                 topic_id, changes)
+        except knowledge_edit.EditError as exc:
+            problems = exc.problems
+        else:
+            library.reload()
+            record("编辑话题", topic_id)
+            flash("已保存，机器人已按新内容回答。")
+            for warning in warnings:
+                flash("提醒：" + warning)
+            return redirect(url_for("console.topic", topic_id=topic_id))
+    return render_template("console/topic.html", topic=current, form=form, problems=problems,
+                           labels=DETAIL_LABELS, preview=library.answer_text(topic_id)), \
+        (400 if problems else 200)
+
+
+def _lines(text: str) -> list[str]:
+    """One item per line, blank lines dropped."""
+    return [item.strip() for item in text.split("\n") if item.strip()]
+
+
+@bp.post("/unanswered/add-example")
+def add_example() -> Response:
+    """Teach the bot: add an unanswered question as an example of the chosen topic."""
+    library = _library()
+    row = db.get_unanswered(get_db(), request.form.get("id", 0, type=int))
+    topic_id = request.form.get("topic", "")
+    if row is None or topic_id not in library.kb.topics:
+        flash("问题或话题不存在，请刷新页面。")
+        return redirect(url_for("console.unanswered"))
+    try:
+        warnings = knowledge_edit.add_example(runtime().settings.matcher.policies_dir, _backup_dir(),
+                                              runtime().settings.matcher, topic_id, row["question"])
+    except knowledge_edit.EditError as exc:
+        flash("没有加入：" + "；".join(exc.problems))
+        return redirect(url_for("console.unanswered"))
+    library.reload()
+    db.close_unanswered(get_db(), [row["id"]], "added")
+    record("加为例句", f"{topic_id}: {row['question']}")
+    flash(f"已把“{row['question']}”加为“{library.kb.topics[topic_id].title}”的例句，立即生效。")
+    for warning in warnings:
+        flash("提醒：" + warning)
+    return redirect(url_for("console.unanswered"))

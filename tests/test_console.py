@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import stat
 
 import pytest
@@ -9,7 +10,7 @@ from click.testing import CliRunner
 
 from bot import db
 from bot.cli import cli
-from tests.conftest import Chat, make_settings
+from tests.conftest import ROOT, Chat, make_settings
 
 PASSWORD = "correct horse 42"
 XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=1">'
@@ -165,12 +166,6 @@ def console_rules(app):
             if r.endpoint.startswith("console.") and r.endpoint not in ("console.login", "console.static")]
 
 
-def fill(rule) -> str:
-    values = {arg: "1" for arg in rule.arguments}
-    return rule.rule.replace("<", "{").replace(">", "}").format(
-        **{k.split(":")[-1]: v for k, v in values.items()}) if values else rule.rule
-
-
 def concrete(rule) -> str:
     path = rule.rule
     for arg in rule.arguments:
@@ -307,3 +302,84 @@ def test_phone_numbers_in_messages_are_masked_in_the_console(staff_client):
     Chat(staff_client, "o-phone").say("我的电话13812345678")
     html = staff_client.get("/admin/conversations/o-phone").get_data(as_text=True)
     assert "138****5678" in html and "13812345678" not in html
+
+
+# --- knowledge base ------------------------------------------------------------------
+
+
+@pytest.fixture
+def kb_client(tmp_path):
+    """A signed-in client on an app whose policies/ is a copy this test may edit."""
+    from bot import create_app
+    shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    app = create_app(make_settings(tmp_path, matcher={"policies_dir": str(tmp_path / "policies")}))
+    client = app.test_client()
+    add_staff(app)
+    sign_in(client)
+    client.application = app
+    yield client
+    app.extensions["bot"].close()
+
+
+def topic_form(client, topic_id: str) -> dict[str, str]:
+    html = client.get(f"/admin/knowledge/{topic_id}").get_data(as_text=True)
+    import html as html_lib
+    fields = dict(re.findall(r'<input name="(\w+)" value="([^"]*)"', html))
+    fields.update(re.findall(r'<textarea name="([\w.]+)"[^>]*>(.*?)</textarea>', html, re.S))
+    fields = {k: html_lib.unescape(v) for k, v in fields.items()}
+    fields["csrf_token"] = csrf_from(html)
+    return fields
+
+
+def test_knowledge_search_finds_topics_by_example_wording(kb_client):
+    page = kb_client.get("/admin/knowledge?q=代款").get_data(as_text=True)
+    assert "support.loan" in page and "support.tax" not in page
+
+
+def test_topic_edit_is_saved_backed_up_and_answered_at_once(kb_client, tmp_path):
+    before = (tmp_path / "policies" / "support.toml").read_text(encoding="utf-8")
+    form = topic_form(kb_client, "support.loan")
+    form["answer"] = "贷款新规：个人最高10万元。电话：{hotline}"
+    resp = kb_client.post("/admin/knowledge/support.loan", data=form)
+    assert resp.status_code == 302
+    text = (tmp_path / "policies" / "support.toml").read_text(encoding="utf-8")
+    assert "贷款新规：个人最高10万元" in text and 'title = "五个扶持"' in text
+    assert text.startswith(before.split("\n")[0])  # the file's header comment is kept
+    backups = list((tmp_path / "backups" / "policies").glob("support.*.toml"))
+    assert [b.read_text(encoding="utf-8") for b in backups] == [before]
+    reply = Chat(kb_client, "o-loan").say("创业贷款能贷好多")
+    assert "贷款新规：个人最高10万元。电话：0000-12345678" in reply
+    assert "编辑话题" in kb_client.get("/admin/audit").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("field,value,problem", [
+    ("answer", "请打电话 {phone}", "未知占位符"),
+    ("examples", "贷款\n借钱", "至少需要 6 条"),
+    ("details.office", "", "details 缺少 office"),
+])
+def test_invalid_topic_edit_is_refused_and_changes_nothing(kb_client, tmp_path, field, value, problem):
+    before = (tmp_path / "policies" / "support.toml").read_text(encoding="utf-8")
+    form = topic_form(kb_client, "support.loan")
+    form[field] = value
+    resp = kb_client.post("/admin/knowledge/support.loan", data=form)
+    assert resp.status_code == 400 and problem in resp.get_data(as_text=True)
+    assert (tmp_path / "policies" / "support.toml").read_text(encoding="utf-8") == before
+    assert not (tmp_path / "backups").exists() or not list((tmp_path / "backups" / "policies").glob("*.toml"))
+
+
+def test_unanswered_question_added_as_example_is_matched_at_once(kb_client, tmp_path):
+    question = "做生意缺本钱政府能帮不"
+    chat = Chat(kb_client, "o-shop")
+    first = chat.say(question)
+    d = database(kb_client.application)
+    row = next(d.query("SELECT * FROM unanswered WHERE question = ?", [question]))
+    page = kb_client.get("/admin/unanswered").get_data(as_text=True)
+    assert question in page
+    done = kb_client.post("/admin/unanswered/add-example", follow_redirects=True,
+                          data={"id": row["id"], "topic": "support.loan", "csrf_token": csrf_from(page)})
+    assert "立即生效" in done.get_data(as_text=True), done.get_data(as_text=True)
+    assert question in (tmp_path / "policies" / "support.toml").read_text(encoding="utf-8")
+    assert question not in kb_client.get("/admin/unanswered").get_data(as_text=True)
+    again = Chat(kb_client, "o-shop2").say(question)
+    assert again != first and "小额贴息贷款" in again
+    assert d.execute("SELECT status FROM unanswered WHERE id = ?", [row["id"]]).fetchone()[0] == "added"
