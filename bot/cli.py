@@ -32,10 +32,11 @@ def cli(ctx: click.Context, config_path: Path) -> None:
 def make_app(settings: Settings) -> Any:
     """Create the app, turning start-up errors into one clear line."""
     from bot import create_app
+    from bot.knowledge import KnowledgeError
     try:
         return create_app(settings)
-    except (SettingsError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except (SettingsError, KnowledgeError) as exc:
+        raise click.ClickException(f"无法启动：{exc}") from None
 
 
 @cli.command("dev")

@@ -1,4 +1,4 @@
-"""Events: subscribe, unsubscribe, scans, location reports and menu views."""
+"""Events: subscribe, unsubscribe, scans. Others (LOCATION, VIEW, …) get no reply."""
 from __future__ import annotations
 
 from bot import db
@@ -26,9 +26,3 @@ def on_unsubscribe(inbound: Inbound, ctx: Context) -> Reply:
 def on_scan(inbound: Inbound, ctx: Context) -> Reply:
     """An existing subscriber scanned a QR code: show what the bot can do."""
     return Reply(text=texts.main_menu(ctx.settings))
-
-
-@router.add(lambda m: m.kind == "event")
-def on_other_event(inbound: Inbound, ctx: Context) -> Reply:
-    """LOCATION reports, VIEW clicks, unknown CLICK keys and other events need no answer."""
-    return Reply.empty()
