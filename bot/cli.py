@@ -217,3 +217,208 @@ def staff_add(settings: Settings, name: str) -> None:
     finally:
         database.close()
     click.echo(f"已创建后台账号 {name}，登录地址 /admin")
+
+
+# --- announcements, push jobs and the custom menu ----------------------------------------
+
+CHANNEL_NAMES = {"custom": "客服消息", "template": "模板消息", "mass": "群发", "simulator": "模拟器"}
+STATUS_NAMES = {"queued": "排队中", "running": "发送中", "waiting": "等待重试", "done": "已完成",
+                "cancelled": "已取消"}
+RUN_PY = Path(__file__).resolve().parent.parent / "run.py"
+
+
+def push_runtime(settings: Settings) -> Any:
+    """A Runtime without handlers: database, API client, demo inbox."""
+    from bot.router import Router
+    from bot.runtime import Runtime
+    return Runtime(settings, Router())
+
+
+def check_audience(settings: Settings, audience: str) -> None:
+    """Refuse an audience that names no configured township or course, in plain words."""
+    from bot import outbox
+    try:
+        parsed = outbox.parse_audience(audience)
+    except ValueError:
+        raise click.ClickException(
+            "--to 应为 all、township:乡镇名、course:课程编号 或 loan") from None
+    if parsed.kind == "township" and parsed.value not in settings.county.townships:
+        raise click.ClickException(f"没有这个乡镇：{parsed.value}。可选："
+                                   + "、".join(settings.county.townships))
+    courses = {c.id: c.name for c in settings.courses}
+    if parsed.kind == "course" and parsed.value not in courses:
+        raise click.ClickException(f"没有这个课程编号：{parsed.value}。可选："
+                                   + "、".join(f"{k}（{v}）" for k, v in courses.items()))
+
+
+def echo_progress_line(p: dict[str, Any]) -> None:
+    """One progress line: done/total with delivered, failed and pending counts."""
+    done = p["delivered"] + p["failed"] + p["unknown"] + p["cancelled"]
+    click.echo(f"进度 {done}/{p['total']}：送达 {p['delivered']}，失败 {p['failed']}，"
+               f"待发 {p['pending']}")
+
+
+def echo_summary(database: Any, job_id: int) -> None:
+    """The end of a send: counts by channel, each failed openid with its error code."""
+    from bot import outbox
+    p = outbox.job_progress(database, job_id)
+    click.echo(f"发送结束（任务 #{job_id}，{STATUS_NAMES.get(p['status'], p['status'])}）")
+    channels = "，".join(f"{CHANNEL_NAMES.get(k, k)} {v}" for k, v in sorted(p["by_channel"].items()))
+    click.echo(f"共 {p['total']} 人：送达 {p['delivered']} 人" + (f"（{channels}）" if channels else "")
+               + f"，失败 {p['failed']} 人")
+    if p["failed"]:
+        click.echo("失败名单：")
+        for row in outbox.job_recipients(database, job_id, "failed", limit=10**6):
+            click.echo(f"  {row['openid']}  错误码 {row['errcode']}")
+    if p["unknown"]:
+        click.echo(f"发送中断、无法确认是否送达（未重发）{p['unknown']} 人：")
+        for row in outbox.job_recipients(database, job_id, "unknown", limit=10**6):
+            click.echo(f"  {row['openid']}")
+    if p["pending"]:
+        click.echo(f"还有 {p['pending']} 人稍后发送（限流或今日额度已用完），"
+                   "届时运行：python run.py outbox drain")
+    if p["cancelled"]:
+        click.echo(f"已取消 {p['cancelled']} 人")
+
+
+def watch_job(database: Any, job_id: int, thread: Any, interval: float = 0.5) -> None:
+    """Print progress while the sending thread runs."""
+    from bot import outbox
+    last = None
+    while True:
+        alive = thread.is_alive()
+        p = outbox.job_progress(database, job_id)
+        key = (p["delivered"], p["failed"], p["pending"], p["unknown"])
+        if key != last:
+            echo_progress_line(p)
+            last = key
+        if not alive:
+            return
+        thread.join(interval)
+
+
+@cli.command()
+@click.option("--text", required=True, help="The announcement text.")
+@click.option("--to", "audience", default="all", show_default=True,
+              help="all | township:NAME | course:ID | loan")
+@click.option("--url", default="", help="A link sent with the text.")
+@click.option("--no-wait", is_flag=True, help="Send in a background process and return at once.")
+@click.option("--by", "created_by", default="cli", show_default=True, help="Who sends it.")
+@click.pass_obj
+def announce(settings: Settings, text: str, audience: str, url: str, no_wait: bool,
+             created_by: str) -> None:
+    """Send an announcement to subscribers and wait for the result.
+
+    Example: python run.py announce --text "茶叶培训12月8日开班" --to course:tea
+    """
+    import subprocess
+    import sys
+
+    from bot import outbox
+    if not text.strip():
+        raise click.ClickException("通知内容不能为空")
+    check_audience(settings, audience)
+    runtime = push_runtime(settings)
+    database = runtime.open_db()
+    try:
+        announcement_id = outbox.create_announcement(database, text, url, audience, created_by)
+        job_id = outbox.start_job(database, announcement_id)
+        total = outbox.job_progress(database, job_id)["total"]
+        click.echo(f"通知 #{announcement_id} 已保存，发送任务 #{job_id}，共 {total} 人。")
+        if no_wait:
+            config = click.get_current_context().find_root().params["config_path"]
+            subprocess.Popen([sys.executable, str(RUN_PY), "--config", str(config), "outbox",
+                              "drain", "--job", str(job_id)], start_new_session=True,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+            click.echo(f"已在后台发送。查看进度：python run.py outbox status {job_id}")
+            return
+        watch_job(database, job_id, outbox.send_in_background(runtime, job_id))
+        echo_summary(database, job_id)
+    finally:
+        database.close()
+        runtime.close()
+
+
+@cli.group("outbox")
+def outbox_group() -> None:
+    """Queued messages and push jobs."""
+
+
+@outbox_group.command("drain")
+@click.option("--job", "job_id", type=int, default=None, help="Only this push job.")
+@click.pass_obj
+def outbox_drain(settings: Settings, job_id: int | None) -> None:
+    """Resume unfinished push jobs (e.g. after a crash) and send queued messages.
+
+    Example: python run.py outbox drain
+    """
+    from bot import outbox
+    runtime = push_runtime(settings)
+    database = runtime.open_db()
+    try:
+        jobs = [job_id] if job_id is not None else []
+        if job_id is not None:
+            outbox.run_job(runtime, job_id)
+        else:
+            jobs = outbox.resume_jobs(runtime)
+        sent = 0
+        while (n := runtime.deliver_pending()):
+            sent += n
+        for job in jobs:
+            echo_summary(database, job)
+        click.echo(f"发送任务 {len(jobs)} 个，单条消息 {sent} 条。")
+    finally:
+        database.close()
+        runtime.close()
+
+
+@outbox_group.command("status")
+@click.argument("job_id", type=int)
+@click.pass_obj
+def outbox_status(settings: Settings, job_id: int) -> None:
+    """Show a push job's progress and failures. Example: python run.py outbox status 3"""
+    from bot import db
+    database = db.connect(settings.storage.database)
+    try:
+        try:
+            echo_summary(database, job_id)
+        except ValueError:
+            raise click.ClickException(f"没有发送任务 #{job_id}") from None
+    finally:
+        database.close()
+
+
+@cli.group("menu")
+def menu_group() -> None:
+    """The custom menu (自定义菜单)."""
+
+
+@menu_group.command("push")
+@click.pass_obj
+def menu_push(settings: Settings) -> None:
+    """Publish the [[menu]] buttons of config.toml to WeChat. Example: python run.py menu push"""
+    import json
+
+    from wechatpy.exceptions import WeChatClientException
+
+    from bot.wechat import menu_json
+    if not settings.menu:
+        raise click.ClickException("配置文件里没有 [[menu]]，无法发布菜单")
+    try:
+        body = menu_json(settings.menu)
+    except ValueError as exc:
+        raise click.ClickException(f"菜单配置有误：{exc}") from None
+    if settings.wechat.demo:
+        click.echo(json.dumps(body, ensure_ascii=False, indent=2))
+        click.echo("演示模式（未填写 app_secret）：菜单没有发布。")
+        return
+    runtime = push_runtime(settings)
+    try:
+        runtime.api.create_menu(body)
+    except WeChatClientException as exc:
+        raise click.ClickException(f"菜单发布失败：错误码 {exc.errcode} {exc.errmsg or ''}") from None
+    finally:
+        runtime.close()
+    count = sum(len(b.get("sub_button", [b])) for b in body["button"])
+    click.echo(f"菜单已发布：{len(body['button'])} 个一级菜单，共 {count} 个按钮。")

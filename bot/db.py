@@ -292,6 +292,398 @@ def record_unanswered(db: Database, openid: str, question: str, band: str,
     db.conn.commit()
 
 
+# --- key/value primitives for cross-process leases (used inside immediate()) ---------------
+
+
+def kv_entry(db: Database, key: str) -> tuple[str, float | None] | None:
+    """The raw value and expiry time of a key, whether or not it has expired."""
+    row = db.conn.execute("SELECT value, expires_at FROM kv WHERE key = ?", (key,)).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def kv_put(db: Database, key: str, value: str, expires_at: float | None) -> None:
+    """Store a value with an absolute expiry time; no commit (call inside immediate())."""
+    db.conn.execute(
+        "INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE"
+        " SET value = excluded.value, expires_at = excluded.expires_at",
+        (key, value, expires_at),
+    )
+
+
+def kv_delete_if(db: Database, key: str, value: str) -> bool:
+    """Delete a key only while it still holds value; no commit (call inside immediate())."""
+    return db.conn.execute("DELETE FROM kv WHERE key = ? AND value = ?", (key, value)).rowcount > 0
+
+
+def kv_claim(db: Database, key: str, holder: str, ttl: float) -> bool:
+    """Take a lease row unless another holder has an unexpired one; no commit."""
+    t = now()
+    return db.conn.execute(
+        "INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE"
+        " SET value = excluded.value, expires_at = excluded.expires_at"
+        " WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?",
+        (key, holder, t + ttl, t),
+    ).rowcount > 0
+
+
+# --- announcements and push jobs -------------------------------------------------------
+#
+# A push job sends one announcement to a snapshot of its audience. Each recipient row
+# moves pending -> sending -> delivered | failed | unknown, one commit per step, so a
+# crash leaves at most the in-flight rows in "sending" (see bot/outbox.py for what a
+# resumed job does with them). Mass sends go out in batches: rows of one batch share a
+# clientmsgid, which makes WeChat refuse a repeat (45065).
+
+
+@migrations()
+def m004_push(db: Database) -> None:
+    db["announcements"].create({
+        "id": int, "text": str, "url": str, "audience": str, "created_by": str,
+        "created_at": float,
+    }, pk="id", not_null={"text", "audience", "created_at"})
+    # One job per announcement: a second job could send it to someone twice.
+    db["push_jobs"].create({
+        "id": int, "announcement_id": int, "status": str, "total": int, "runner": str,
+        "lease_until": float, "created_at": float, "started_at": float, "finished_at": float,
+    }, pk="id", not_null={"announcement_id", "status", "created_at"},
+        foreign_keys=[("announcement_id", "announcements", "id")])
+    db["push_jobs"].create_index(["announcement_id"], unique=True)
+    db["push_jobs"].create_index(["status"])
+    db["push_recipients"].create({
+        "id": int, "job_id": int, "openid": str, "status": str, "channel": str,
+        "errcode": int, "error": str, "attempts": int, "next_attempt_at": float,
+        "batch": str, "updated_at": float,
+    }, pk="id", not_null={"job_id", "openid", "status"}, defaults={"attempts": 0},
+        foreign_keys=[("job_id", "push_jobs", "id")])
+    db["push_recipients"].create_index(["job_id", "openid"], unique=True)
+    db["push_recipients"].create_index(["job_id", "status", "next_attempt_at"])
+    db["push_recipients"].create_index(["openid"])
+    # Messages sent on the fallback channel per day (China time), against [push] daily_quota.
+    db["push_quota"].create({"day": str, "used": int}, pk="day")
+
+
+def add_announcement(db: Database, text: str, url: str, audience: str, created_by: str) -> int:
+    """Store an announcement; returns its id."""
+    cur = db.conn.execute(
+        "INSERT INTO announcements (text, url, audience, created_by, created_at)"
+        " VALUES (?, ?, ?, ?, ?)", (text, url, audience, created_by, now()))
+    db.conn.commit()
+    return int(cur.lastrowid)
+
+
+def get_announcement(db: Database, announcement_id: int) -> dict[str, Any] | None:
+    """One announcement row."""
+    rows = list(db.query("SELECT * FROM announcements WHERE id = ?", [announcement_id]))
+    return rows[0] if rows else None
+
+
+def recent_announcements(db: Database, limit: int, openid: str | None = None) -> list[dict[str, Any]]:
+    """Newest announcements not cancelled; with openid, only those addressed to that user."""
+    where = "(j.status IS NULL OR j.status != 'cancelled')"
+    params: list[Any] = []
+    if openid is not None:
+        where += (" AND (a.audience = 'all' OR EXISTS (SELECT 1 FROM push_recipients r"
+                  " WHERE r.job_id = j.id AND r.openid = ?))")
+        params.append(openid)
+    return list(db.query(
+        "SELECT a.id, a.text, a.url, a.audience, a.created_by, a.created_at FROM announcements a"
+        f" LEFT JOIN push_jobs j ON j.announcement_id = a.id WHERE {where}"
+        " ORDER BY a.created_at DESC, a.id DESC LIMIT ?", params + [limit]))
+
+
+def subscribed_openids(db: Database) -> list[str]:
+    """Every current subscriber."""
+    return [r[0] for r in db.conn.execute(
+        "SELECT openid FROM subscribers WHERE subscribed = 1 ORDER BY openid")]
+
+
+def applicant_openids(db: Database, kind: str | None = None, course_id: str | None = None,
+                      township: str | None = None) -> list[str]:
+    """Applicants (training or loan, of a course, of a township) who have not unsubscribed."""
+    if not db["applications"].exists():
+        return []
+    clauses, params = [], []
+    for column, value in (("kind", kind), ("course_id", course_id), ("township", township)):
+        if value is not None:
+            clauses.append(f"a.{column} = ?")
+            params.append(value)
+    where = " AND ".join(clauses) or "1"
+    return [r[0] for r in db.conn.execute(
+        "SELECT DISTINCT a.openid FROM applications a LEFT JOIN subscribers s ON s.openid = a.openid"
+        f" WHERE {where} AND COALESCE(s.subscribed, 1) = 1 ORDER BY a.openid", params)]
+
+
+def create_push_job(db: Database, announcement_id: int, openids: list[str]) -> int:
+    """The announcement's job with its recipients (created once, atomically); returns its id."""
+    with immediate(db):
+        row = db.conn.execute("SELECT id FROM push_jobs WHERE announcement_id = ?",
+                              (announcement_id,)).fetchone()
+        if row:
+            return int(row[0])
+        t = now()
+        unique = list(dict.fromkeys(openids))
+        job_id = int(db.conn.execute(
+            "INSERT INTO push_jobs (announcement_id, status, total, created_at)"
+            " VALUES (?, 'queued', ?, ?)", (announcement_id, len(unique), t)).lastrowid)
+        db.conn.executemany(
+            "INSERT INTO push_recipients (job_id, openid, status, attempts, next_attempt_at,"
+            " updated_at) VALUES (?, ?, 'pending', 0, ?, ?)",
+            [(job_id, o, t, t) for o in unique])
+    return job_id
+
+
+def get_push_job(db: Database, job_id: int) -> dict[str, Any] | None:
+    """One job row joined with its announcement's text, url and audience."""
+    rows = list(db.query(
+        "SELECT j.*, a.text, a.url, a.audience, a.created_by FROM push_jobs j"
+        " JOIN announcements a ON a.id = j.announcement_id WHERE j.id = ?", [job_id]))
+    return rows[0] if rows else None
+
+
+def push_job_for(db: Database, announcement_id: int) -> int | None:
+    """The job id of an announcement, if it has one."""
+    row = db.conn.execute("SELECT id FROM push_jobs WHERE announcement_id = ?",
+                          (announcement_id,)).fetchone()
+    return int(row[0]) if row else None
+
+
+def unfinished_push_jobs(db: Database) -> list[dict[str, Any]]:
+    """Jobs queued, running or waiting, oldest first, with their runner and lease."""
+    return list(db.query(
+        "SELECT id, status, runner, lease_until FROM push_jobs"
+        " WHERE status IN ('queued', 'running', 'waiting') ORDER BY id"))
+
+
+def claim_push_job(db: Database, job_id: int, runner: str, lease_seconds: float,
+                   runner_dead: Any) -> bool:
+    """Become the job's only runner if it is unfinished and its runner is gone.
+
+    Rows a dead runner left in "sending" on a per-recipient channel become "unknown":
+    the call may have reached WeChat, which has no idempotency key for those channels.
+    Mass-batch rows stay "sending"; the batch is repeated under the same clientmsgid.
+    """
+    t = now()
+    with immediate(db):
+        row = db.conn.execute("SELECT status, runner, lease_until FROM push_jobs WHERE id = ?",
+                              (job_id,)).fetchone()
+        if row is None or row[0] not in ("queued", "running", "waiting"):
+            return False
+        if row[1] and row[1] != runner and (row[2] or 0) > t and not runner_dead(row[1]):
+            return False
+        db.conn.execute(
+            "UPDATE push_recipients SET status = 'unknown', updated_at = ?"
+            " WHERE job_id = ? AND status = 'sending' AND COALESCE(channel, '') != 'mass'",
+            (t, job_id))
+        db.conn.execute(
+            "UPDATE push_jobs SET status = 'running', runner = ?, lease_until = ?,"
+            " started_at = COALESCE(started_at, ?), finished_at = NULL WHERE id = ?",
+            (runner, t + lease_seconds, t, job_id))
+    return True
+
+
+def renew_push_job(db: Database, job_id: int, runner: str, lease_seconds: float) -> bool:
+    """Extend the runner's lease; False when the job was cancelled or taken over."""
+    cur = db.conn.execute(
+        "UPDATE push_jobs SET lease_until = ? WHERE id = ? AND runner = ? AND status = 'running'",
+        (now() + lease_seconds, job_id, runner))
+    db.conn.commit()
+    return cur.rowcount > 0
+
+
+def release_push_job(db: Database, job_id: int, runner: str) -> str:
+    """Drop the lease and settle the status: done, waiting (rows due later) or cancelled."""
+    t = now()
+    with immediate(db):
+        open_rows = db.conn.execute(
+            "SELECT COUNT(*) FROM push_recipients WHERE job_id = ? AND status IN ('pending', 'sending')",
+            (job_id,)).fetchone()[0]
+        db.conn.execute(
+            "UPDATE push_jobs SET runner = NULL, lease_until = NULL,"
+            " status = CASE WHEN status = 'cancelled' THEN 'cancelled'"
+            "  WHEN ? = 0 THEN 'done' ELSE 'waiting' END,"
+            " finished_at = CASE WHEN ? = 0 OR status = 'cancelled' THEN ? ELSE NULL END"
+            " WHERE id = ? AND runner = ?", (open_rows, open_rows, t, job_id, runner))
+        status = db.conn.execute("SELECT status FROM push_jobs WHERE id = ?", (job_id,)).fetchone()[0]
+    return status
+
+
+def due_recipients(db: Database, job_id: int, limit: int) -> list[dict[str, Any]]:
+    """Pending per-recipient sends that are due, with the subscriber's state."""
+    return list(db.query(
+        "SELECT r.id, r.openid, r.attempts, r.channel, s.subscribed, s.last_seen_at"
+        " FROM push_recipients r LEFT JOIN subscribers s ON s.openid = r.openid"
+        " WHERE r.job_id = ? AND r.status = 'pending' AND COALESCE(r.channel, '') != 'mass'"
+        " AND r.next_attempt_at <= ? ORDER BY r.id LIMIT ?", [job_id, now(), limit]))
+
+
+def next_push_due(db: Database, job_id: int) -> float | None:
+    """When the job's next pending row is due (None when nothing is pending)."""
+    row = db.conn.execute(
+        "SELECT MIN(next_attempt_at) FROM push_recipients WHERE job_id = ? AND status = 'pending'",
+        (job_id,)).fetchone()
+    return row[0]
+
+
+def mark_push_sending(db: Database, row_id: int, channel: str,
+                      quota: tuple[str, int] | None = None) -> bool:
+    """Record the attempt before the call; with quota (day, limit), take one from it too.
+
+    False (and nothing changed) when the day's quota is used up.
+    """
+    with immediate(db):
+        if quota is not None and not _take_quota(db, quota[0], 1, quota[1]):
+            return False
+        db.conn.execute(
+            "UPDATE push_recipients SET status = 'sending', channel = ?, attempts = attempts + 1,"
+            " updated_at = ? WHERE id = ?", (channel, now(), row_id))
+    return True
+
+
+def finish_push(db: Database, row_id: int, status: str, channel: str | None = None,
+                errcode: int | None = None, error: str = "", retry_at: float | None = None,
+                refund_day: str | None = None) -> None:
+    """Record a recipient's outcome (pending again with retry_at); refund quota if not sent."""
+    with immediate(db):
+        db.conn.execute(
+            "UPDATE push_recipients SET status = ?, channel = COALESCE(?, channel), errcode = ?,"
+            " error = ?, next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ?"
+            " WHERE id = ?", (status, channel, errcode, error, retry_at, now(), row_id))
+        if refund_day is not None:
+            db.conn.execute("UPDATE push_quota SET used = MAX(used - 1, 0) WHERE day = ?",
+                            (refund_day,))
+
+
+def deliver_push_to_inbox(db: Database, row_id: int, openid: str, text: str) -> None:
+    """Demo mode: put the message in the simulator inbox and mark it delivered, atomically."""
+    t = now()
+    with immediate(db):
+        db.conn.execute("INSERT INTO inbox (openid, text, created_at) VALUES (?, ?, ?)",
+                        (openid, text, t))
+        db.conn.execute(
+            "UPDATE push_recipients SET status = 'delivered', channel = 'simulator',"
+            " attempts = attempts + 1, updated_at = ? WHERE id = ?", (t, row_id))
+
+
+def queued_for_mass(db: Database, job_id: int) -> list[dict[str, Any]]:
+    """Rows waiting for the next mass batch, and rows of a batch a crash interrupted."""
+    return list(db.query(
+        "SELECT id, openid, status, batch FROM push_recipients WHERE job_id = ?"
+        " AND channel = 'mass' AND (status = 'sending' OR (status = 'pending'"
+        " AND next_attempt_at <= ?)) ORDER BY id", [job_id, now()]))
+
+
+def start_mass_batch(db: Database, job_id: int, row_ids: list[int], batch: str,
+                     quota: tuple[str, int]) -> list[int]:
+    """Put rows into a batch as "sending", taking their quota; returns the rows that fit."""
+    with immediate(db):
+        day, limit = quota
+        used = _quota_used(db, day)
+        fit = row_ids[:max(limit - used, 0)]
+        if fit:
+            _take_quota(db, day, len(fit), limit)
+            db.conn.executemany(
+                "UPDATE push_recipients SET status = 'sending', batch = ?, attempts = attempts + 1,"
+                " updated_at = ? WHERE id = ? AND job_id = ?",
+                [(batch, now(), r, job_id) for r in fit])
+    return fit
+
+
+def finish_mass_batch(db: Database, job_id: int, batch: str, status: str,
+                      errcode: int | None = None, error: str = "",
+                      retry_at: float | None = None) -> None:
+    """Record the outcome of a mass batch for all its rows."""
+    with immediate(db):
+        db.conn.execute(
+            "UPDATE push_recipients SET status = ?, errcode = ?, error = ?,"
+            " next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ?,"
+            " batch = CASE WHEN ? = 'pending' THEN NULL ELSE batch END"
+            " WHERE job_id = ? AND batch = ? AND status = 'sending'",
+            (status, errcode, error, retry_at, now(), status, job_id, batch))
+
+
+def mass_batch_open(db: Database, batch: str) -> bool:
+    """Whether any row of a mass batch is still being sent."""
+    return db.conn.execute("SELECT 1 FROM push_recipients WHERE batch = ? AND status = 'sending'"
+                           " LIMIT 1", (batch,)).fetchone() is not None
+
+
+def push_counts(db: Database, job_id: int) -> dict[str, Any]:
+    """Recipient counts by status and, for delivered ones, by channel."""
+    by_status = dict(db.conn.execute(
+        "SELECT status, COUNT(*) FROM push_recipients WHERE job_id = ? GROUP BY status", (job_id,)))
+    by_channel = dict(db.conn.execute(
+        "SELECT channel, COUNT(*) FROM push_recipients WHERE job_id = ? AND status = 'delivered'"
+        " GROUP BY channel", (job_id,)))
+    return {"by_status": by_status, "by_channel": by_channel}
+
+
+def push_recipient_rows(db: Database, job_id: int, status: str | None = None,
+                        limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """A job's recipients with status, channel, error code and attempts."""
+    where, params = "job_id = ?", [job_id]
+    if status is not None:
+        where += " AND status = ?"
+        params.append(status)
+    return list(db.query(
+        "SELECT openid, status, channel, errcode, error, attempts, updated_at FROM push_recipients"
+        f" WHERE {where} ORDER BY id LIMIT ? OFFSET ?", params + [limit, offset]))
+
+
+def reset_push_recipients(db: Database, job_id: int, statuses: tuple[str, ...],
+                          keep_errcodes: tuple[int, ...] = ()) -> int:
+    """Make failed (or unknown) rows pending again and requeue the job; returns how many."""
+    where = f"job_id = ? AND status IN ({','.join('?' * len(statuses))})"
+    if keep_errcodes:
+        where += f" AND COALESCE(errcode, 0) NOT IN ({','.join('?' * len(keep_errcodes))})"
+    with immediate(db):
+        count = db.conn.execute(
+            "UPDATE push_recipients SET status = 'pending', channel = NULL, batch = NULL,"
+            f" errcode = NULL, error = '', next_attempt_at = ?, updated_at = ? WHERE {where}",
+            [now(), now(), job_id, *statuses, *keep_errcodes]).rowcount
+        if count:
+            db.conn.execute("UPDATE push_jobs SET status = CASE WHEN status = 'running'"
+                            " THEN 'running' ELSE 'queued' END, finished_at = NULL WHERE id = ?",
+                            (job_id,))
+    return count
+
+
+def cancel_push_job(db: Database, job_id: int) -> bool:
+    """Stop a job: pending rows become "cancelled"; False if it had already finished."""
+    with immediate(db):
+        cur = db.conn.execute(
+            "UPDATE push_jobs SET status = 'cancelled', finished_at = ? WHERE id = ?"
+            " AND status IN ('queued', 'running', 'waiting')", (now(), job_id))
+        if cur.rowcount:
+            db.conn.execute("UPDATE push_recipients SET status = 'cancelled', updated_at = ?"
+                            " WHERE job_id = ? AND status = 'pending'", (now(), job_id))
+    return cur.rowcount > 0
+
+
+def mark_unsubscribed(db: Database, openid: str) -> None:
+    """WeChat says the user no longer follows the account (43004)."""
+    db.conn.execute("UPDATE subscribers SET subscribed = 0, unsubscribed_at = ? WHERE openid = ?",
+                    (now(), openid))
+    db.conn.commit()
+
+
+def quota_used(db: Database, day: str) -> int:
+    """Fallback-channel messages sent on a day."""
+    return _quota_used(db, day)
+
+
+def _quota_used(db: Database, day: str) -> int:
+    row = db.conn.execute("SELECT used FROM push_quota WHERE day = ?", (day,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _take_quota(db: Database, day: str, n: int, limit: int) -> bool:
+    if _quota_used(db, day) + n > limit:
+        return False
+    db.conn.execute("INSERT INTO push_quota (day, used) VALUES (?, ?)"
+                    " ON CONFLICT(day) DO UPDATE SET used = used + excluded.used", (day, n))
+    return True
+
+
 # --- staff console: accounts, lock-out, audit log, hand-offs ---------------------------
 
 

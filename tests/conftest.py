@@ -67,3 +67,12 @@ class Chat:
 @pytest.fixture
 def chat(client) -> Chat:
     return Chat(client)
+
+
+@pytest.fixture
+def wechat_api():
+    """The fake WeChat API server, started for one test (tests/fake_wechat.py)."""
+    from tests.fake_wechat import FakeWeChat
+    api = FakeWeChat().start()
+    yield api
+    api.stop()

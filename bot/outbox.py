@@ -1,0 +1,482 @@
+"""Announcements and push jobs: create, send (resumably), watch, retry, cancel; single notices.
+
+The staff console and the CLI use this API:
+
+    aid = create_announcement(database, text, url, "township:城关镇", "staff-name")
+    job = start_job(database, aid)              # snapshot of the audience, status "queued"
+    send_in_background(runtime, job)            # or run_job(runtime, job) to block
+    job_progress(database, job)                 # total, delivered, failed, pending, status, ...
+    retry_failed(database, job); cancel_job(database, job)
+    list_recent_announcements(database, 5, openid)   # the bot's "最新通知"
+    notify(database, openid, text)              # one notice through the outbox
+    quota_status(database, settings.push)       # fallback-channel quota left today
+
+Delivery: users seen within 48 hours get a customer-service message; the others, and
+anyone the API answers 45015 for, get the [push] fallback_channel (a template message, or
+a mass send to a per-batch user tag), counted against [push] daily_quota per China-time
+day. 43004 marks the subscriber unsubscribed; 45009/45047 and connection failures back
+off and retry; other errors fail that recipient and the job carries on. In demo mode (no
+API client) messages go to the simulator inbox.
+
+Crashes: a recipient is marked "sending" (one commit) before its call and settled after
+it. A customer-service or template call cannot be made idempotent, so a job resumed
+after its runner died turns rows left in "sending" into "unknown" and does not send them
+again (at most once: at most one row per sender thread, whose call was in flight, and
+most likely arrived). They are counted apart and retry_failed(include_unknown=True)
+sends them on purpose. A mass batch carries a clientmsgid, so an interrupted batch is
+simply repeated; WeChat answers 45065 if it already went out.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+
+import requests
+from sqlite_utils import Database
+from wechatpy.exceptions import WeChatClientException
+
+from bot import db
+from bot.settings import PushSettings, Settings
+from bot.wechat import WeChatApi
+
+logger = logging.getLogger(__name__)
+
+# Customer-service messages reach only users who interacted within this window.
+WINDOW_SECONDS = 48 * 3600
+# Rate limits: back off and try again later.
+LIMIT_ERRORS = frozenset({45009, 45047})
+OUT_OF_WINDOW = 45015
+UNSUBSCRIBED = 43004
+MASS_DUPLICATE = 45065
+MAX_ATTEMPTS = 6
+# Quota days follow China time (no daylight saving).
+CHINA = timezone(timedelta(hours=8))
+
+
+class Sender(Protocol):
+    """What a job needs from its caller; bot.runtime.Runtime is one."""
+    settings: Settings
+    api: WeChatApi | None
+
+    def open_db(self) -> Database: ...
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who an announcement is for: all, township (value=name), course (value=id) or loan."""
+    kind: str
+    value: str = ""
+
+
+def parse_audience(text: str) -> Audience:
+    """Parse "all", "township:NAME", "course:ID" or "loan"; ValueError otherwise."""
+    text = (text or "").strip()
+    if text in ("all", "loan"):
+        return Audience(text)
+    kind, _, value = text.partition(":")
+    if kind in ("township", "course") and value.strip():
+        return Audience(kind, value.strip())
+    raise ValueError(f"unknown audience {text!r}")
+
+
+def audience_openids(database: Database, audience: str) -> list[str]:
+    """The openids an audience means now (applicant audiences need the applications table)."""
+    a = parse_audience(audience)
+    if a.kind == "all":
+        return db.subscribed_openids(database)
+    if a.kind == "township":
+        return db.applicant_openids(database, township=a.value)
+    if a.kind == "course":
+        return db.applicant_openids(database, kind="training", course_id=a.value)
+    return db.applicant_openids(database, kind="loan")
+
+
+def message_text(text: str, url: str | None) -> str:
+    """The announcement as one text message: the text, then the link on its own line."""
+    return f"{text}\n{url}" if url else text
+
+
+# --- creating and watching ------------------------------------------------------------
+
+
+def create_announcement(database: Database, text: str, url: str | None, audience: str,
+                        created_by: str) -> int:
+    """Store an announcement (listed under "最新通知" at once); returns its id."""
+    if not text.strip():
+        raise ValueError("announcement text is empty")
+    canonical = parse_audience(audience)
+    key = canonical.kind + (f":{canonical.value}" if canonical.value else "")
+    return db.add_announcement(database, text.strip(), (url or "").strip(), key, created_by)
+
+
+def start_job(database: Database, announcement_id: int) -> int:
+    """The announcement's push job, created with a snapshot of its audience; returns the job id."""
+    existing = db.push_job_for(database, announcement_id)
+    if existing is not None:
+        return existing
+    announcement = db.get_announcement(database, announcement_id)
+    if announcement is None:
+        raise ValueError(f"no announcement {announcement_id}")
+    return db.create_push_job(database, announcement_id,
+                              audience_openids(database, announcement["audience"]))
+
+
+def job_progress(database: Database, job_id: int) -> dict[str, Any]:
+    """total, delivered, failed, pending (incl. in flight), unknown, cancelled, status, by_channel."""
+    job = db.get_push_job(database, job_id)
+    if job is None:
+        raise ValueError(f"no push job {job_id}")
+    counts = db.push_counts(database, job_id)
+    by_status = counts["by_status"]
+    return {
+        "job_id": job_id, "announcement_id": job["announcement_id"], "status": job["status"],
+        "text": job["text"], "url": job["url"], "audience": job["audience"],
+        "total": job["total"],
+        "delivered": by_status.get("delivered", 0),
+        "failed": by_status.get("failed", 0),
+        "pending": by_status.get("pending", 0) + by_status.get("sending", 0),
+        "unknown": by_status.get("unknown", 0),
+        "cancelled": by_status.get("cancelled", 0),
+        "by_channel": counts["by_channel"],
+        "created_at": job["created_at"], "finished_at": job["finished_at"],
+    }
+
+
+def job_recipients(database: Database, job_id: int, status: str | None = None,
+                   limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """Per-recipient rows: openid, status, channel, errcode, error, attempts, updated_at."""
+    return db.push_recipient_rows(database, job_id, status, limit, offset)
+
+
+def retry_failed(database: Database, job_id: int, include_unknown: bool = False) -> int:
+    """Queue failed recipients again (not those who unsubscribed); returns how many.
+
+    include_unknown also re-sends rows whose delivery a crash left uncertain: they may
+    get the announcement twice, so only staff decide that. Run the job afterwards.
+    """
+    statuses = ("failed", "unknown") if include_unknown else ("failed",)
+    return db.reset_push_recipients(database, job_id, statuses, keep_errcodes=(UNSUBSCRIBED,))
+
+
+def cancel_job(database: Database, job_id: int) -> bool:
+    """Stop a job; recipients not yet reached are marked cancelled. False if it had finished."""
+    return db.cancel_push_job(database, job_id)
+
+
+def list_recent_announcements(database: Database, limit: int = 5,
+                              openid: str | None = None) -> list[dict[str, Any]]:
+    """Newest announcements (id, text, url, audience, created_at); with openid, those for that user."""
+    return db.recent_announcements(database, limit, openid)
+
+
+def notify(database: Database, openid: str, text: str) -> int:
+    """Queue one notice (e.g. an application status change) in the outbox; returns its id."""
+    return db.enqueue_message(database, openid, text, "notice")
+
+
+def quota_day(at: float | None = None) -> str:
+    """The quota day (China time) of a moment."""
+    return datetime.fromtimestamp(db.now() if at is None else at, CHINA).strftime("%Y-%m-%d")
+
+
+def quota_status(database: Database, push: PushSettings, at: float | None = None) -> dict[str, Any]:
+    """Fallback-channel messages used and remaining today: day, used, limit, remaining."""
+    day = quota_day(at)
+    used = db.quota_used(database, day)
+    return {"day": day, "used": used, "limit": push.daily_quota,
+            "remaining": max(push.daily_quota - used, 0)}
+
+
+def _next_quota_day_start(at: float) -> float:
+    day = datetime.fromtimestamp(at, CHINA).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (day + timedelta(days=1)).timestamp()
+
+
+# --- sending --------------------------------------------------------------------------
+
+
+def send_in_background(sender: Sender, job_id: int, **options: Any) -> threading.Thread:
+    """Run a job in a daemon thread (the console's way); options as for run_job."""
+    thread = threading.Thread(target=run_job, args=(sender, job_id), kwargs=options,
+                              name=f"push-job-{job_id}", daemon=True)
+    thread.start()
+    return thread
+
+
+def resume_jobs(sender: Sender, **options: Any) -> list[int]:
+    """Run every unfinished job whose runner is gone (after a crash or restart); returns their ids."""
+    database = sender.open_db()
+    try:
+        jobs = [j["id"] for j in db.unfinished_push_jobs(database)]
+    finally:
+        database.close()
+    ran = []
+    for job_id in jobs:
+        if run_job(sender, job_id, **options)["ran"]:
+            ran.append(job_id)
+    return ran
+
+
+def run_job(sender: Sender, job_id: int, *, senders: int = 4, backoff: float = 2.0,
+            max_wait: float = 300.0, lease_seconds: float = 30.0,
+            stop: threading.Event | None = None) -> dict[str, Any]:
+    """Send a job until nothing is due within max_wait seconds; returns job_progress plus "ran".
+
+    Only one runner works on a job at a time (a lease in push_jobs); if another live
+    runner has it, this returns at once with ran=False. backoff is the first retry delay
+    after a rate limit, doubled per attempt.
+    """
+    database = sender.open_db()
+    runner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+    try:
+        if not db.claim_push_job(database, job_id, runner, lease_seconds, _runner_gone):
+            return {**job_progress(database, job_id), "ran": False}
+        try:
+            _JobRun(sender, database, job_id, runner, senders, backoff, lease_seconds,
+                    stop or threading.Event()).run(max_wait)
+        finally:
+            db.release_push_job(database, job_id, runner)
+        return {**job_progress(database, job_id), "ran": True}
+    finally:
+        database.close()
+
+
+def _runner_gone(runner: str) -> bool:
+    """Whether a runner on this machine has died (its lease may not have expired yet)."""
+    host, _, rest = runner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@dataclass(frozen=True)
+class _Failure:
+    errcode: int
+    error: str
+    retry: bool = False      # transient: try again after a back-off
+    uncertain: bool = False  # the call may have been delivered
+
+
+class _Pacer:
+    """Spaces calls to at most rate per second across sender threads (0: no limit)."""
+
+    def __init__(self, rate: float):
+        self._interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = time.monotonic()
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self._interval:
+            return
+        with self._lock:
+            slot = max(self._next, time.monotonic())
+            self._next = slot + self._interval
+        delay = slot - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+class _JobRun:
+    """One runner's pass over a job: per-recipient sends in a thread pool, then mass batches."""
+
+    def __init__(self, sender: Sender, database: Database, job_id: int, runner: str,
+                 senders: int, backoff: float, lease_seconds: float, stop: threading.Event):
+        self.sender = sender
+        self.api = sender.api
+        self.push = sender.settings.push
+        self.database = database
+        self.job_id = job_id
+        self.runner = runner
+        self.senders = max(1, senders)
+        self.backoff = backoff
+        self.lease_seconds = lease_seconds
+        self.stop = stop
+        job = db.get_push_job(database, job_id)
+        self.text = message_text(job["text"], job["url"])
+        self.plain = job["text"]
+        self.url = job["url"]
+        self.pacer = _Pacer(self.push.rate_per_second)
+        self._local = threading.local()
+        self._connections: list[Database] = []
+        self._lock = threading.Lock()
+
+    def run(self, max_wait: float) -> None:
+        rate = self.push.rate_per_second
+        chunk = self.senders * 10 if rate <= 0 else max(self.senders, min(self.senders * 10, int(rate * 5)))
+        try:
+            with ThreadPoolExecutor(self.senders, thread_name_prefix=f"push-{self.job_id}") as pool:
+                while not self.stop.is_set():
+                    if not db.renew_push_job(self.database, self.job_id, self.runner, self.lease_seconds):
+                        return  # cancelled, or taken over after our lease ran out
+                    rows = db.due_recipients(self.database, self.job_id, chunk)
+                    if rows:
+                        list(pool.map(self._send_one, rows))
+                        continue
+                    mass = db.queued_for_mass(self.database, self.job_id)
+                    if mass:
+                        self._send_mass(mass)
+                        continue
+                    due = db.next_push_due(self.database, self.job_id)
+                    if due is None or due - db.now() > max_wait:
+                        return
+                    self.stop.wait(min(max(due - db.now(), 0.01), 1.0))
+        finally:
+            for connection in self._connections:
+                connection.close()
+
+    def _db(self) -> Database:
+        connection = getattr(self._local, "db", None)
+        if connection is None:
+            connection = self._local.db = self.sender.open_db()
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    # --- one recipient ----------------------------------------------------------------
+
+    def _send_one(self, row: dict[str, Any]) -> None:
+        database = self._db()
+        openid = row["openid"]
+        if row["subscribed"] == 0:
+            db.finish_push(database, row["id"], "failed", errcode=UNSUBSCRIBED, error="unsubscribed")
+            return
+        if self.api is None:
+            db.deliver_push_to_inbox(database, row["id"], openid, self.text)
+            return
+        seen = row["last_seen_at"]
+        in_window = seen is not None and db.now() - seen < WINDOW_SECONDS
+        if row["channel"] in (None, "custom") and in_window:
+            db.mark_push_sending(database, row["id"], "custom")
+            failure = self._call(lambda: self.api.send_text(openid, self.text))
+            if failure is None:
+                db.finish_push(database, row["id"], "delivered")
+                return
+            if failure.errcode != OUT_OF_WINDOW:
+                self._settle(database, row, failure)
+                return
+        if self.push.fallback_channel == "mass":
+            db.finish_push(database, row["id"], "pending", channel="mass")
+            return
+        self._send_template(database, row)
+
+    def _send_template(self, database: Database, row: dict[str, Any]) -> None:
+        if not self.push.template_id:
+            db.finish_push(database, row["id"], "failed", channel="template", errcode=-1,
+                           error="[push] template_id is not configured")
+            return
+        day = quota_day()
+        if not db.mark_push_sending(database, row["id"], "template", (day, self.push.daily_quota)):
+            db.finish_push(database, row["id"], "pending", channel="template", errcode=None,
+                           error="daily quota used up", retry_at=_next_quota_day_start(db.now()))
+            return
+        failure = self._call(lambda: self.api.send_template(
+            row["openid"], self.push.template_id, {"content": {"value": self.plain}}, self.url))
+        if failure is None:
+            db.finish_push(database, row["id"], "delivered")
+        else:
+            self._settle(database, row, failure, refund_day=None if failure.uncertain else day)
+
+    def _call(self, send: Callable[[], Any]) -> _Failure | None:
+        self.pacer.wait()
+        try:
+            send()
+        except WeChatClientException as exc:
+            if exc.errcode is None:  # an HTTP error status: WeChat answered, nothing was sent
+                return _Failure(-1, "HTTP error", retry=True)
+            return _Failure(int(exc.errcode), str(exc.errmsg or ""))
+        except (requests.ConnectTimeout, requests.ConnectionError) as exc:
+            if isinstance(exc, requests.ConnectTimeout) or "NewConnectionError" in repr(exc):
+                return _Failure(-1, "connection failed", retry=True)
+            return _Failure(-1, "connection lost during the call", uncertain=True)
+        except requests.RequestException as exc:
+            return _Failure(-1, type(exc).__name__, uncertain=True)
+        return None
+
+    def _settle(self, database: Database, row: dict[str, Any], failure: _Failure,
+                refund_day: str | None = None) -> None:
+        attempts = row["attempts"] + 1
+        if failure.uncertain:
+            db.finish_push(database, row["id"], "unknown", errcode=failure.errcode, error=failure.error)
+            return
+        if failure.errcode == UNSUBSCRIBED:
+            db.mark_unsubscribed(database, row["openid"])
+        retry = failure.retry or failure.errcode in LIMIT_ERRORS
+        if retry and attempts < MAX_ATTEMPTS:
+            delay = min(self.backoff * 2 ** (attempts - 1), 600.0)
+            logger.warning("push job %s: errcode %s, retrying a recipient in %.1fs",
+                           self.job_id, failure.errcode, delay)
+            db.finish_push(database, row["id"], "pending", errcode=failure.errcode,
+                           error=failure.error, retry_at=db.now() + delay, refund_day=refund_day)
+            return
+        db.finish_push(database, row["id"], "failed", errcode=failure.errcode, error=failure.error,
+                       refund_day=refund_day)
+
+    # --- mass batches -----------------------------------------------------------------
+
+    def _send_mass(self, rows: list[dict[str, Any]]) -> None:
+        interrupted: dict[str, list[str]] = {}
+        for r in rows:
+            if r["status"] == "sending":
+                interrupted.setdefault(r["batch"], []).append(r["openid"])
+        for batch, openids in interrupted.items():
+            self._mass_batch(batch, openids)
+        fresh = [r for r in rows if r["status"] == "pending"]
+        if not fresh:
+            return
+        batch = f"cyt{self.job_id}-{uuid.uuid4().hex[:10]}"
+        fit = set(db.start_mass_batch(self.database, self.job_id, [r["id"] for r in fresh], batch,
+                                      (quota_day(), self.push.daily_quota)))
+        for r in fresh:
+            if r["id"] not in fit:
+                db.finish_push(self.database, r["id"], "pending", error="daily quota used up",
+                               retry_at=_next_quota_day_start(db.now()))
+        if fit:
+            self._drop_old_tags(keep=batch)
+            self._mass_batch(batch, [r["openid"] for r in fresh if r["id"] in fit])
+
+    def _mass_batch(self, batch: str, openids: list[str]) -> None:
+        try:
+            tag = self.api.tag_id(batch)
+            self.api.tag_users(tag, openids)
+            self.api.mass_send_text(tag, self.text, client_msg_id=batch)
+        except WeChatClientException as exc:
+            code = int(exc.errcode) if exc.errcode is not None else -1
+            if code == MASS_DUPLICATE:  # this batch went out before an interruption
+                db.finish_mass_batch(self.database, self.job_id, batch, "delivered")
+            elif code in LIMIT_ERRORS or code == -1:
+                db.finish_mass_batch(self.database, self.job_id, batch, "pending", code,
+                                     str(exc.errmsg or ""), retry_at=db.now() + self.backoff)
+            else:
+                db.finish_mass_batch(self.database, self.job_id, batch, "failed", code,
+                                     str(exc.errmsg or ""))
+            return
+        except requests.RequestException as exc:
+            # Safe to repeat: the clientmsgid stops WeChat sending a batch twice.
+            db.finish_mass_batch(self.database, self.job_id, batch, "pending", -1,
+                                 type(exc).__name__, retry_at=db.now() + self.backoff)
+            return
+        db.finish_mass_batch(self.database, self.job_id, batch, "delivered")
+
+    def _drop_old_tags(self, keep: str) -> None:
+        """Delete our finished batches' tags: an account may hold at most 100."""
+        for tag in self.api.tags():
+            name = str(tag.get("name", ""))
+            if name.startswith("cyt") and name != keep and not db.mass_batch_open(self.database, name):
+                self.api.delete_tag(int(tag["id"]))
+
