@@ -864,3 +864,10 @@ def close_unanswered(db: Database, ids: list[int], status: str) -> int:
                           [status, *ids])
     db.conn.commit()
     return cur.rowcount
+
+
+def announcements_with_jobs(db: Database, limit: int = 20) -> list[dict[str, Any]]:
+    """Newest announcements, cancelled ones included, with their push job id."""
+    return list(db.query(
+        "SELECT a.*, j.id AS job_id FROM announcements a LEFT JOIN push_jobs j"
+        " ON j.announcement_id = a.id ORDER BY a.id DESC LIMIT ?", [limit]))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections import Counter
 import stat
 
 import pytest
@@ -383,3 +384,105 @@ def test_unanswered_question_added_as_example_is_matched_at_once(kb_client, tmp_
     again = Chat(kb_client, "o-shop2").say(question)
     assert again != first and "小额贴息贷款" in again
     assert d.execute("SELECT status FROM unanswered WHERE id = ?", [row["id"]]).fetchone()[0] == "added"
+
+
+# --- announcements ------------------------------------------------------------------------
+
+
+def wait_for_job(client, announcement_id: int, statuses=("done", "cancelled")) -> dict:
+    """Poll the progress endpoint as the page does until the job settles."""
+    import time
+    deadline = time.monotonic() + 20
+    while True:
+        progress = client.get(f"/admin/api/announcements/{announcement_id}/progress").get_json()
+        if progress["status"] in statuses or time.monotonic() > deadline:
+            return progress
+        time.sleep(0.05)
+
+
+def compose(client, **fields) -> str:
+    token = page_token(client, "/admin/announcements")
+    data = {"text": "培训报名开始了", "url": "", "audience": "all", "csrf_token": token, **fields}
+    return client.post("/admin/announcements/preview", data=data).get_data(as_text=True)
+
+
+def confirm(client, preview_html: str):
+    import html as html_lib
+    fields = {k: html_lib.unescape(v) for k, v in
+              re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', preview_html)}
+    return client.post("/admin/announcements", data=fields)
+
+
+def test_announcement_preview_send_progress_and_simulator(app, staff_client):
+    for openid in ("o-a", "o-b", "o-c"):
+        Chat(staff_client, openid).event("subscribe")
+    preview = compose(staff_client, text="12月8日茶叶培训开班，请准时参加。", url="https://example.org/n/1")
+    assert 'id="audience-count">3<' in preview
+    assert "12月8日茶叶培训开班，请准时参加。\nhttps://example.org/n/1" in preview
+    assert database(app)["announcements"].count == 0  # a preview sends nothing
+    resp = confirm(staff_client, preview)
+    assert resp.status_code == 302
+    announcement_id = int(resp.headers["Location"].rsplit("/", 1)[1])
+    progress = wait_for_job(staff_client, announcement_id)
+    assert progress["status"] == "done" and progress["delivered"] == progress["total"] == 3
+    for openid in ("o-a", "o-b", "o-c"):
+        inbox = staff_client.get(f"/simulator/api/inbox?openid={openid}").get_json()["messages"]
+        assert [m["text"] for m in inbox] == ["12月8日茶叶培训开班，请准时参加。\nhttps://example.org/n/1"]
+    page = staff_client.get(f"/admin/announcements/{announcement_id}").get_data(as_text=True)
+    assert page.count("已送达") >= 3 and "已完成" in page
+    assert "发送通知" in staff_client.get("/admin/audit").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"text": " "}, "请填写通知内容"),
+    ({"url": "javascript:alert(1)"}, "链接应以"),
+    ({"text": "长" * 601}, "600 字以内"),
+])
+def test_bad_announcements_are_refused_before_preview(staff_client, fields, message):
+    html = compose(staff_client, **fields)
+    assert message in html and "确认发送" not in html
+
+
+def test_empty_audience_cannot_be_sent(staff_client):
+    html = compose(staff_client, audience="loan")
+    assert 'id="audience-count">0<' in html and "确认发送" not in html
+
+
+def test_failed_recipients_are_shown_and_retried(tmp_path, wechat_api):
+    from bot import create_app
+    from tests.fake_wechat import CUSTOM
+    app = create_app(make_settings(tmp_path, wechat={"app_secret": "s3cret", "api_base_url": wechat_api.url},
+                                   push={"template_id": "TPL-1", "rate_per_second": 0.0}))
+    client = app.test_client()
+    add_staff(app)
+    sign_in(client)
+    for openid in ("o-ok", "o-bad"):
+        Chat(client, openid).say("你好")
+    wechat_api.fail(CUSTOM, 40003, times=1)
+    resp = confirm(client, compose(client, text="贷款政策有更新"))
+    announcement_id = int(resp.headers["Location"].rsplit("/", 1)[1])
+    progress = wait_for_job(client, announcement_id)
+    assert (progress["delivered"], progress["failed"]) == (1, 1)
+    page = client.get(f"/admin/announcements/{announcement_id}?status=failed").get_data(as_text=True)
+    assert "40003" in page and "重试失败的" in page
+    client.post(f"/admin/announcements/{announcement_id}/retry", data={"csrf_token": csrf_from(page)})
+    progress = wait_for_job(client, announcement_id)
+    assert (progress["delivered"], progress["failed"]) == (2, 0)
+    # The refused recipient was tried twice, the other one once: nobody got it twice.
+    calls = Counter(c["json"]["touser"] for c in wechat_api.calls_to(CUSTOM))
+    assert sorted(calls.values()) == [1, 2] and set(calls) == {"o-ok", "o-bad"}
+    app.extensions["bot"].close()
+
+
+def test_cancel_stops_a_queued_announcement(app, staff_client):
+    from bot import outbox
+    Chat(staff_client, "o-a").event("subscribe")
+    d = database(app)
+    announcement_id = outbox.create_announcement(d, "明天停电", "", "all", "wang")
+    outbox.start_job(d, announcement_id)  # queued, no sender started yet
+    page = staff_client.get(f"/admin/announcements/{announcement_id}").get_data(as_text=True)
+    assert "排队中" in page and "取消发送" in page
+    staff_client.post(f"/admin/announcements/{announcement_id}/cancel", data={"csrf_token": csrf_from(page)})
+    progress = staff_client.get(f"/admin/api/announcements/{announcement_id}/progress").get_json()
+    assert progress["status"] == "cancelled" and progress["delivered"] == 0
+    assert "取消通知" in staff_client.get("/admin/audit").get_data(as_text=True)

@@ -20,3 +20,37 @@ document.addEventListener("submit", (e) => {
   const button = e.submitter;
   if (button && button.dataset.confirm && !window.confirm(button.dataset.confirm)) e.preventDefault();
 });
+
+// Announcement page: poll the job's progress until it settles, then reload the table once.
+const FINAL = ["done", "cancelled"];
+const STATUS_NAMES = {queued: "排队中", running: "发送中", waiting: "等待重试", done: "已完成", cancelled: "已取消"};
+
+function watchProgress(box) {
+  const initial = box.dataset.status;
+  const set = (id, value) => { const el = document.getElementById(id); if (el) el.textContent = String(value); };
+  async function tick() {
+    let p;
+    try {
+      const resp = await fetch(box.dataset.url, {credentials: "same-origin"});
+      if (resp.status === 401) { window.location.reload(); return; }
+      p = await resp.json();
+    } catch (e) { setTimeout(tick, 2000); return; }
+    const bar = document.getElementById("bar");
+    bar.max = p.total || 1;
+    bar.value = p.delivered + p.failed + p.cancelled + p.unknown;
+    set("job-status", STATUS_NAMES[p.status] || p.status);
+    set("n-total", p.total); set("n-delivered", p.delivered);
+    set("n-failed", p.failed); set("n-pending", p.pending);
+    if (FINAL.includes(p.status)) {
+      if (!FINAL.includes(initial)) window.location.reload();
+      return;
+    }
+    setTimeout(tick, 1000);
+  }
+  if (!FINAL.includes(initial)) tick();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const box = document.getElementById("progress");
+  if (box && box.dataset.url) watchProgress(box);
+});
