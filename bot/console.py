@@ -245,12 +245,23 @@ def group_similar(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], st
 
 @bp.get("/unanswered")
 def unanswered() -> str:
-    """Open questions the bot did not understand, grouped by similarity."""
+    """Open questions the bot did not understand, grouped by similarity (repeats folded)."""
     rows = db.open_unanswered(get_db())
     library = runtime().library
     topics = sorted(library.kb.topics.values(), key=lambda t: t.id) if library is not None else []
-    return render_template("console/unanswered.html", groups=group_similar(rows, lambda r: r["question"]),
-                           topics=topics, total=len(rows), topic_title=_topic_title)
+    groups = [_fold_repeats(group) for group in group_similar(rows, lambda r: r["question"])]
+    return render_template("console/unanswered.html", groups=groups, topics=topics,
+                           total=len(rows), topic_title=_topic_title)
+
+
+def _fold_repeats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One item per distinct question, with every row id, so one action handles all repeats."""
+    items: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        item = items.setdefault(row["question"], {**row, "ids": []})
+        item["ids"].append(row["id"])
+        item["best_topic"] = item["best_topic"] or row["best_topic"]
+    return list(items.values())
 
 
 @bp.post("/unanswered/out-of-scope")
@@ -411,10 +422,12 @@ def _lines(text: str) -> list[str]:
 def add_example() -> Response:
     """Teach the bot: add an unanswered question as an example of the chosen topic."""
     library = _library()
-    row = db.get_unanswered(get_db(), request.form.get("id", 0, type=int))
+    database = get_db()
+    ids = [int(i) for i in request.form.getlist("id") if i.isdigit()]
+    row = db.get_unanswered(database, ids[0]) if ids else None
     topic_id = request.form.get("topic", "")
     if row is None or topic_id not in library.kb.topics:
-        flash("问题或话题不存在，请刷新页面。")
+        flash("请先选择要加入的话题。" if row else "问题不存在，请刷新页面。")
         return redirect(url_for("console.unanswered"))
     try:
         warnings = knowledge_edit.add_example(runtime().settings.matcher.policies_dir, _backup_dir(),
@@ -423,151 +436,9 @@ def add_example() -> Response:
         flash("没有加入：" + "；".join(exc.problems))
         return redirect(url_for("console.unanswered"))
     library.reload()
-    db.close_unanswered(get_db(), [row["id"]], "added")
+    db.close_unanswered(database, ids, "added")
     record("加为例句", f"{topic_id}: {row['question']}")
     flash(f"已把“{row['question']}”加为“{library.kb.topics[topic_id].title}”的例句，立即生效。")
     for warning in warnings:
         flash("提醒：" + warning)
     return redirect(url_for("console.unanswered"))
-
-
-# --- announcements ---------------------------------------------------------------------
-
-JOB_STATUS = {"queued": "排队中", "running": "发送中", "waiting": "等待重试", "done": "已完成",
-              "cancelled": "已取消"}
-RECIPIENT_STATUS = {"pending": "待发送", "sending": "发送中", "delivered": "已送达", "failed": "失败",
-                    "unknown": "不确定（中断时正在发送）", "cancelled": "已取消"}
-CHANNELS = {"custom": "客服消息", "template": "模板消息", "mass": "群发", "inbox": "模拟器"}
-AUDIENCE_LABELS = {"all": "全部关注用户", "township": "乡镇申请人", "course": "课程报名人",
-                   "loan": "贷款申请人"}
-MAX_ANNOUNCEMENT_CHARS = 600
-
-
-@bp.context_processor
-def push_labels() -> dict[str, Any]:
-    """Chinese names of push statuses and channels for the templates."""
-    return {"job_status": JOB_STATUS, "recipient_status": RECIPIENT_STATUS, "channels": CHANNELS}
-
-
-def audience_label(audience: str) -> str:
-    """Chinese name of an audience key such as "township:城关镇" or "course:tea"."""
-    kind, _, value = audience.partition(":")
-    if kind == "course":
-        names = {c.id: c.name for c in runtime().settings.courses}
-        value = names.get(value, value)
-    return AUDIENCE_LABELS.get(kind, kind) + (f"：{value}" if value else "")
-
-
-def _audience_from_form() -> str:
-    kind = request.form.get("audience", "all")
-    value = request.form.get(kind, "").strip() if kind in ("township", "course") else ""
-    return f"{kind}:{value}" if value else kind
-
-
-@bp.get("/announcements")
-def announcements() -> str:
-    """Compose form, fallback-channel quota and the latest announcements with their progress."""
-    database = get_db()
-    rows = []
-    for a in db.announcements_with_jobs(database, 20):
-        rows.append((a, outbox.job_progress(database, a["job_id"]) if a["job_id"] else None))
-    settings = runtime().settings
-    return render_template("console/announcements.html", rows=rows, form={},
-                           quota=outbox.quota_status(database, settings.push),
-                           settings=settings, audience_label=audience_label)
-
-
-@bp.post("/announcements/preview")
-def preview_announcement() -> str | tuple[str, int]:
-    """Show the message as users will get it and how many will get it, before sending."""
-    text = request.form.get("text", "").strip()
-    url = request.form.get("url", "").strip()
-    audience = _audience_from_form()
-    settings = runtime().settings
-    error = _announcement_problem(text, url, audience)
-    if error:
-        database = get_db()
-        return render_template("console/announcements.html", rows=[], form=request.form,
-                               error=error, quota=outbox.quota_status(database, settings.push),
-                               settings=settings, audience_label=audience_label), 400
-    count = len(outbox.audience_openids(get_db(), audience))
-    return render_template("console/announcement_preview.html", text=text, url=url,
-                           audience=audience, label=audience_label(audience), count=count,
-                           message=outbox.message_text(text, url))
-
-
-def _announcement_problem(text: str, url: str, audience: str) -> str:
-    if not text:
-        return "请填写通知内容。"
-    if len(text) > MAX_ANNOUNCEMENT_CHARS:
-        return f"通知太长了，请控制在 {MAX_ANNOUNCEMENT_CHARS} 字以内。"
-    if url and not re.match(r"^https?://[^\s<>\"]+$", url):
-        return "链接应以 http:// 或 https:// 开头。"
-    try:
-        outbox.parse_audience(audience)
-    except ValueError:
-        return "请选择发送对象（选乡镇或课程时请选具体一项）。"
-    return ""
-
-
-@bp.post("/announcements")
-def send_announcement() -> Response | tuple[str, int]:
-    """Create the announcement and start sending it in the background."""
-    text = request.form.get("text", "").strip()
-    url = request.form.get("url", "").strip()
-    audience = request.form.get("audience_key", "")
-    if _announcement_problem(text, url, audience):
-        abort(400, "通知内容或发送对象无效，请重新填写。")
-    database = get_db()
-    announcement_id = outbox.create_announcement(database, text, url, audience, g.staff)
-    job_id = outbox.start_job(database, announcement_id)
-    outbox.send_in_background(runtime(), job_id)
-    record("发送通知", f"#{announcement_id} {audience_label(audience)}: {text[:100]}")
-    return redirect(url_for("console.announcement", announcement_id=announcement_id))
-
-
-def _job(announcement_id: int) -> int:
-    job_id = db.push_job_for(get_db(), announcement_id)
-    if job_id is None:
-        abort(404)
-    return job_id
-
-
-@bp.get("/announcements/<int:announcement_id>")
-def announcement(announcement_id: int) -> str:
-    """One announcement: progress (the page polls it) and per-recipient status."""
-    database = get_db()
-    job_id = _job(announcement_id)
-    status = request.args.get("status") or None
-    return render_template("console/announcement.html", progress=outbox.job_progress(database, job_id),
-                           recipients=outbox.job_recipients(database, job_id, status, limit=500),
-                           status=status, audience_label=audience_label,
-                           announcement_id=announcement_id)
-
-
-@bp.get("/api/announcements/<int:announcement_id>/progress")
-def announcement_progress(announcement_id: int) -> Response:
-    """Delivery counts for the progress bar."""
-    return jsonify(outbox.job_progress(get_db(), _job(announcement_id)))
-
-
-@bp.post("/announcements/<int:announcement_id>/retry")
-def retry_announcement(announcement_id: int) -> Response:
-    """Queue failed recipients again and send to them."""
-    job_id = _job(announcement_id)
-    include_unknown = request.form.get("include_unknown") == "1"
-    count = outbox.retry_failed(get_db(), job_id, include_unknown)
-    if count:
-        outbox.send_in_background(runtime(), job_id)
-    record("重试通知", f"#{announcement_id}: {count} 人")
-    flash(f"已重新发送给 {count} 人。" if count else "没有可重试的失败对象。")
-    return redirect(url_for("console.announcement", announcement_id=announcement_id))
-
-
-@bp.post("/announcements/<int:announcement_id>/cancel")
-def cancel_announcement(announcement_id: int) -> Response:
-    """Stop sending; recipients not yet reached are marked cancelled."""
-    stopped = outbox.cancel_job(get_db(), _job(announcement_id))
-    record("取消通知", f"#{announcement_id}")
-    flash("已取消发送。" if stopped else "这条通知已经发送完毕，无法取消。")
-    return redirect(url_for("console.announcement", announcement_id=announcement_id))
