@@ -219,19 +219,51 @@ def staff_add(settings: Settings, name: str) -> None:
     click.echo(f"已创建后台账号 {name}，登录地址 /admin")
 
 
+@cli.group()
+def export() -> None:
+    """Export data for staff. Example: python run.py export applications --format csv --out a.csv"""
+
+
+@export.command("applications")
+@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), required=True,
+              help="csv (UTF-8 with BOM, opens in Excel) or xlsx.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="File to write.")
+@click.option("--type", "type_", type=click.Choice(["training", "loan"]), default=None,
+              help="Only training registrations or only loan applications.")
+@click.option("--status", default=None, help="Only this status, e.g. 已提交.")
+@click.pass_obj
+def export_applications(settings: Settings, fmt: str, out: Path, type_: str | None,
+                        status: str | None) -> None:
+    """Write applications with full phone and ID numbers (handle the file with care).
+
+    Example: python run.py export applications --format xlsx --out 申请.xlsx --type loan
+    """
+    from bot import db
+    from bot.export import export_applications as write
+    from bot.privacy import Vault, load_or_create_key
+
+    if status is not None and status not in db.STATUSES:
+        raise click.ClickException(f"未知状态: {status}（可选：{'、'.join(db.STATUSES)}）")
+    db.migrate(settings.storage.database)
+    vault = Vault(load_or_create_key(settings.storage.encryption_key,
+                                     settings.data_dir / "secret.key"))
+    database = db.connect(settings.storage.database)
+    try:
+        count = write(database, vault, out, fmt, type_, status)
+    except ValueError as exc:  # a key that does not match the data
+        raise click.ClickException(str(exc)) from None
+    finally:
+        database.close()
+    click.echo(f"已导出 {count} 条申请到 {out}")
+
+
 # --- announcements, push jobs and the custom menu ----------------------------------------
 
 CHANNEL_NAMES = {"custom": "客服消息", "template": "模板消息", "mass": "群发", "simulator": "模拟器"}
 STATUS_NAMES = {"queued": "排队中", "running": "发送中", "waiting": "等待重试", "done": "已完成",
                 "cancelled": "已取消"}
 RUN_PY = Path(__file__).resolve().parent.parent / "run.py"
-
-
-def push_runtime(settings: Settings) -> Any:
-    """A Runtime without handlers: database, API client, demo inbox."""
-    from bot.router import Router
-    from bot.runtime import Runtime
-    return Runtime(settings, Router())
 
 
 def check_audience(settings: Settings, audience: str) -> None:
@@ -274,6 +306,8 @@ def echo_summary(database: Any, job_id: int) -> None:
         click.echo(f"发送中断、无法确认是否送达（未重发）{p['unknown']} 人：")
         for row in outbox.job_recipients(database, job_id, "unknown", limit=10**6):
             click.echo(f"  {row['openid']}")
+    if p["error"]:
+        click.echo(f"无法发送：{p['error']}（请检查 [wechat] app_id、app_secret 和 api_base_url）")
     if p["pending"]:
         click.echo(f"还有 {p['pending']} 人稍后发送（限流或今日额度已用完），"
                    "届时运行：python run.py outbox drain")
@@ -318,8 +352,8 @@ def announce(settings: Settings, text: str, audience: str, url: str, no_wait: bo
     if not text.strip():
         raise click.ClickException("通知内容不能为空")
     check_audience(settings, audience)
-    runtime = push_runtime(settings)
-    database = runtime.open_db()
+    sender = outbox.PushSender(settings)
+    database = sender.open_db()
     try:
         announcement_id = outbox.create_announcement(database, text, url, audience, created_by)
         job_id = outbox.start_job(database, announcement_id)
@@ -333,11 +367,10 @@ def announce(settings: Settings, text: str, audience: str, url: str, no_wait: bo
                              stderr=subprocess.DEVNULL)
             click.echo(f"已在后台发送。查看进度：python run.py outbox status {job_id}")
             return
-        watch_job(database, job_id, outbox.send_in_background(runtime, job_id))
+        watch_job(database, job_id, outbox.send_in_background(sender, job_id))
         echo_summary(database, job_id)
     finally:
         database.close()
-        runtime.close()
 
 
 @cli.group("outbox")
@@ -349,28 +382,24 @@ def outbox_group() -> None:
 @click.option("--job", "job_id", type=int, default=None, help="Only this push job.")
 @click.pass_obj
 def outbox_drain(settings: Settings, job_id: int | None) -> None:
-    """Resume unfinished push jobs (e.g. after a crash) and send queued messages.
+    """Resume unfinished push jobs (after a crash, a restart or a used-up quota).
 
     Example: python run.py outbox drain
     """
     from bot import outbox
-    runtime = push_runtime(settings)
-    database = runtime.open_db()
+    sender = outbox.PushSender(settings)
+    if job_id is not None:
+        outbox.run_job(sender, job_id)
+        jobs = [job_id]
+    else:
+        jobs = outbox.resume_jobs(sender)
+    database = sender.open_db()
     try:
-        jobs = [job_id] if job_id is not None else []
-        if job_id is not None:
-            outbox.run_job(runtime, job_id)
-        else:
-            jobs = outbox.resume_jobs(runtime)
-        sent = 0
-        while (n := runtime.deliver_pending()):
-            sent += n
         for job in jobs:
             echo_summary(database, job)
-        click.echo(f"发送任务 {len(jobs)} 个，单条消息 {sent} 条。")
     finally:
         database.close()
-        runtime.close()
+    click.echo(f"处理了 {len(jobs)} 个发送任务。")
 
 
 @outbox_group.command("status")
@@ -413,12 +442,10 @@ def menu_push(settings: Settings) -> None:
         click.echo(json.dumps(body, ensure_ascii=False, indent=2))
         click.echo("演示模式（未填写 app_secret）：菜单没有发布。")
         return
-    runtime = push_runtime(settings)
+    from bot.outbox import PushSender
     try:
-        runtime.api.create_menu(body)
+        PushSender(settings).api.create_menu(body)
     except WeChatClientException as exc:
         raise click.ClickException(f"菜单发布失败：错误码 {exc.errcode} {exc.errmsg or ''}") from None
-    finally:
-        runtime.close()
     count = sum(len(b.get("sub_button", [b])) for b in body["button"])
     click.echo(f"菜单已发布：{len(body['button'])} 个一级菜单，共 {count} 个按钮。")

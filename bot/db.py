@@ -13,6 +13,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +293,227 @@ def record_unanswered(db: Database, openid: str, question: str, band: str,
     db.conn.commit()
 
 
+# --- registration: dialogues, applications, status history -----------------------------
+
+# Application statuses, in the order staff usually move through them.
+STATUSES = ("已提交", "审核中", "已通过", "未通过", "已完成", "已取消")
+# Statuses that still count as "open": a second application for the same thing is refused
+# and the course seat stays taken.
+OPEN_STATUSES = ("已提交", "审核中", "已通过")
+# Reference numbers and the dates staff see use China Standard Time (no daylight saving).
+CHINA_TZ = timezone(timedelta(hours=8))
+
+
+@migrations()
+def m002_applications(db: Database) -> None:
+    # A user's progress through a form. `data` is the Vault-encrypted JSON of the answers
+    # (they include ID and phone numbers); step and timestamps stay readable for expiry.
+    db["dialogues"].create({
+        "openid": str, "form": str, "step": str, "status": str, "attempts": int,
+        "data": str, "started_at": float, "updated_at": float,
+    }, pk=("openid", "form"), not_null={"step", "status", "data"})
+    # Identity answers from the user's last submission, offered for reuse (encrypted).
+    db["profiles"].create({"openid": str, "data": str, "updated_at": float}, pk="openid")
+    db["applications"].create({
+        "id": int, "ref": str, "type": str, "openid": str, "status": str,
+        "name": str, "phone_enc": str, "phone_masked": str, "id_enc": str, "id_masked": str,
+        "township": str, "village": str, "course_id": str, "course_name": str,
+        "returning_worker": int, "amount_yuan": int, "purpose": str, "industry": str, "stage": str,
+        "waitlist_position": int, "staff_note": str, "created_at": float, "updated_at": float,
+    }, pk="id", not_null={"ref", "type", "openid", "status", "created_at", "updated_at"},
+       defaults={"staff_note": ""})
+    db["applications"].create_index(["ref"], unique=True)
+    db["applications"].create_index(["openid", "type", "status"])
+    db["applications"].create_index(["course_id", "status"])
+    db["applications"].create_index(["created_at"])
+    db["application_history"].create({
+        "id": int, "application_id": int, "status": str, "note": str, "actor": str, "at": float,
+    }, pk="id", foreign_keys=[("application_id", "applications", "id")],
+       not_null={"application_id", "status", "at"})
+    db["application_history"].create_index(["application_id", "id"])
+    # Daily sequence per prefix ("PX20261126" -> 7), bumped inside the submitting transaction.
+    db["counters"].create({"name": str, "value": int}, pk="name", not_null={"value"})
+
+
+def load_dialogues(db: Database, openid: str) -> list[dict[str, Any]]:
+    """The user's dialogue rows, most recently touched first."""
+    return list(db.query("SELECT * FROM dialogues WHERE openid = ? ORDER BY updated_at DESC",
+                         [openid]))
+
+
+def save_dialogue(db: Database, row: dict[str, Any]) -> None:
+    """Insert or replace one dialogue row (keyed by openid and form)."""
+    db.conn.execute(
+        "INSERT OR REPLACE INTO dialogues (openid, form, step, status, attempts, data,"
+        " started_at, updated_at) VALUES (:openid, :form, :step, :status, :attempts, :data,"
+        " :started_at, :updated_at)", row)
+    db.conn.commit()
+
+
+def delete_dialogue(db: Database, openid: str, form: str) -> None:
+    """Forget one dialogue."""
+    db.conn.execute("DELETE FROM dialogues WHERE openid = ? AND form = ?", (openid, form))
+    db.conn.commit()
+
+
+def load_profile(db: Database, openid: str) -> str | None:
+    """The user's saved identity (an encrypted token), if any."""
+    row = db.conn.execute("SELECT data FROM profiles WHERE openid = ?", (openid,)).fetchone()
+    return row[0] if row else None
+
+
+def save_profile(db: Database, openid: str, token: str, at: float) -> None:
+    """Remember the user's identity (already encrypted) for the next form."""
+    db.conn.execute(
+        "INSERT INTO profiles (openid, data, updated_at) VALUES (?, ?, ?) ON CONFLICT(openid)"
+        " DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+        (openid, token, at))
+    db.conn.commit()
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The outcome of add_application: the new row, or the open one that blocked it."""
+    application: dict[str, Any]
+    created: bool
+
+
+def open_application(db: Database, openid: str, type_: str,
+                     course_id: str | None = None) -> dict[str, Any] | None:
+    """The user's open application of this type (and course, for training), if any."""
+    sql = ("SELECT * FROM applications WHERE openid = ? AND type = ? AND status IN"
+           f" ({','.join('?' * len(OPEN_STATUSES))})")
+    params: list[Any] = [openid, type_, *OPEN_STATUSES]
+    if course_id is not None:
+        sql += " AND course_id = ?"
+        params.append(course_id)
+    row = db.conn.execute(sql + " ORDER BY id DESC LIMIT 1", params).fetchone()
+    return _row(db, row)
+
+
+def seats_taken(db: Database, course_id: str) -> int:
+    """Applications holding a seat on a course (open or completed, waiting list excluded)."""
+    return db.conn.execute(
+        "SELECT COUNT(*) FROM applications WHERE type = 'training' AND course_id = ?"
+        " AND waitlist_position IS NULL AND status IN ('已提交', '审核中', '已通过', '已完成')",
+        (course_id,)).fetchone()[0]
+
+
+def add_application(db: Database, record: dict[str, Any], prefix: str, at: float,
+                    capacity: int | None = None) -> Submission:
+    """Store a new application with the next reference number (PREFIX + date + sequence).
+
+    record holds the columns (type, openid, name, phone_enc, … — encrypted by the caller).
+    One transaction takes the write lock first, so the duplicate check, the seat count
+    (capacity given: a full course puts the applicant on the waiting list) and the daily
+    counter are consistent across processes.
+    """
+    with immediate(db):
+        existing = open_application(db, record["openid"], record["type"],
+                                    record.get("course_id") if record["type"] == "training" else None)
+        if existing is not None:
+            return Submission(existing, created=False)
+        waitlist = None
+        if capacity is not None:
+            if seats_taken(db, record["course_id"]) >= capacity:
+                waitlist = 1 + db.conn.execute(
+                    "SELECT COUNT(*) FROM applications WHERE course_id = ? AND status IN"
+                    f" ({','.join('?' * len(OPEN_STATUSES))}) AND waitlist_position IS NOT NULL",
+                    (record["course_id"], *OPEN_STATUSES)).fetchone()[0]
+        day = datetime.fromtimestamp(at, CHINA_TZ).strftime("%Y%m%d")
+        counter = f"{prefix}{day}"
+        db.conn.execute("INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT(name)"
+                        " DO UPDATE SET value = value + 1", (counter,))
+        seq = db.conn.execute("SELECT value FROM counters WHERE name = ?", (counter,)).fetchone()[0]
+        row = {**record, "ref": f"{counter}-{seq:04d}", "status": STATUSES[0],
+               "waitlist_position": waitlist, "staff_note": "", "created_at": at, "updated_at": at}
+        cols = ", ".join(row)
+        cur = db.conn.execute(f"INSERT INTO applications ({cols}) VALUES"
+                              f" ({', '.join(':' + c for c in row)})", row)
+        db.conn.execute("INSERT INTO application_history (application_id, status, note, actor, at)"
+                        " VALUES (?, ?, '', 'applicant', ?)", (cur.lastrowid, STATUSES[0], at))
+        created = _row(db, db.conn.execute("SELECT * FROM applications WHERE id = ?",
+                                           (cur.lastrowid,)).fetchone())
+    assert created is not None
+    return Submission(created, created=True)
+
+
+def applications_for(db: Database, openid: str) -> list[dict[str, Any]]:
+    """A user's applications, newest first (for "查询进度")."""
+    return list(db.query("SELECT * FROM applications WHERE openid = ? ORDER BY id DESC", [openid]))
+
+
+def list_applications(db: Database, type_: str | None = None, course_id: str | None = None,
+                      status: str | None = None, township: str | None = None,
+                      since: float | None = None, until: float | None = None,
+                      search: str | None = None, limit: int | None = None,
+                      offset: int = 0) -> list[dict[str, Any]]:
+    """Applications for the staff console and export, newest first.
+
+    Filters combine with AND: type_ ("training"/"loan"), course_id, status, township,
+    created_at in [since, until), and search (a substring of the name or the reference
+    number). Rows carry phone and ID encrypted (phone_enc, id_enc) and masked.
+    """
+    where, params = ["1 = 1"], []
+    for column, value in (("type", type_), ("course_id", course_id), ("status", status),
+                          ("township", township)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if since is not None:
+        where.append("created_at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("created_at < ?")
+        params.append(until)
+    if search:
+        where.append("(name LIKE ? OR ref LIKE ?)")
+        params += [f"%{search}%", f"%{search}%"]
+    sql = f"SELECT * FROM applications WHERE {' AND '.join(where)} ORDER BY id DESC"
+    if limit is not None:
+        sql += " LIMIT ? OFFSET ?"
+        params += [limit, offset]
+    return list(db.query(sql, params))
+
+
+def get_application(db: Database, ref: str) -> dict[str, Any] | None:
+    """One application by reference number, with "history": its status changes, oldest first."""
+    app = _row(db, db.conn.execute("SELECT * FROM applications WHERE ref = ?", (ref,)).fetchone())
+    if app is not None:
+        app["history"] = list(db.query(
+            "SELECT status, note, actor, at FROM application_history WHERE application_id = ?"
+            " ORDER BY id", [app["id"]]))
+    return app
+
+
+def change_status(db: Database, ref: str, status: str, note: str, actor: str,
+                  at: float | None = None) -> str | None:
+    """Set an application's status and staff note, recording who did it in the history.
+
+    Returns the applicant's openid so the caller can notify them, or None when no
+    application has this reference number. Raises ValueError for a status not in STATUSES.
+    """
+    if status not in STATUSES:
+        raise ValueError(f"unknown status: {status}")
+    at = now() if at is None else at
+    with immediate(db):
+        row = db.conn.execute("SELECT id, openid FROM applications WHERE ref = ?", (ref,)).fetchone()
+        if row is None:
+            return None
+        db.conn.execute("UPDATE applications SET status = ?, staff_note = ?, updated_at = ?"
+                        " WHERE id = ?", (status, note, at, row[0]))
+        db.conn.execute("INSERT INTO application_history (application_id, status, note, actor, at)"
+                        " VALUES (?, ?, ?, ?, ?)", (row[0], status, note, actor, at))
+    return row[1]
+
+
+def _row(db: Database, row: tuple | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    columns = [c.name for c in db["applications"].columns]
+    return dict(zip(columns, row))
+
+
 # --- key/value primitives for cross-process leases (used inside immediate()) ---------------
 
 
@@ -345,6 +567,7 @@ def m004_push(db: Database) -> None:
     db["push_jobs"].create({
         "id": int, "announcement_id": int, "status": str, "total": int, "runner": str,
         "lease_until": float, "created_at": float, "started_at": float, "finished_at": float,
+        "error": str,
     }, pk="id", not_null={"announcement_id", "status", "created_at"},
         foreign_keys=[("announcement_id", "announcements", "id")])
     db["push_jobs"].create_index(["announcement_id"], unique=True)
@@ -397,20 +620,18 @@ def subscribed_openids(db: Database) -> list[str]:
         "SELECT openid FROM subscribers WHERE subscribed = 1 ORDER BY openid")]
 
 
-def applicant_openids(db: Database, kind: str | None = None, course_id: str | None = None,
+def applicant_openids(db: Database, type_: str | None = None, course_id: str | None = None,
                       township: str | None = None) -> list[str]:
-    """Applicants (training or loan, of a course, of a township) who have not unsubscribed."""
-    if not db["applications"].exists():
-        return []
-    clauses, params = [], []
-    for column, value in (("kind", kind), ("course_id", course_id), ("township", township)):
+    """Applicants (training or loan, of a course, of a township) who neither withdrew
+    nor unsubscribed."""
+    clauses, params = ["a.status != ?"], [STATUSES[-1]]  # withdrawn (已取消)
+    for column, value in (("type", type_), ("course_id", course_id), ("township", township)):
         if value is not None:
             clauses.append(f"a.{column} = ?")
             params.append(value)
-    where = " AND ".join(clauses) or "1"
     return [r[0] for r in db.conn.execute(
         "SELECT DISTINCT a.openid FROM applications a LEFT JOIN subscribers s ON s.openid = a.openid"
-        f" WHERE {where} AND COALESCE(s.subscribed, 1) = 1 ORDER BY a.openid", params)]
+        f" WHERE {' AND '.join(clauses)} AND COALESCE(s.subscribed, 1) = 1 ORDER BY a.openid", params)]
 
 
 def create_push_job(db: Database, announcement_id: int, openids: list[str]) -> int:
@@ -490,6 +711,12 @@ def renew_push_job(db: Database, job_id: int, runner: str, lease_seconds: float)
     return cur.rowcount > 0
 
 
+def set_push_job_error(db: Database, job_id: int, error: str) -> None:
+    """Note why a job could not send at all (e.g. no access token); '' clears it."""
+    db.conn.execute("UPDATE push_jobs SET error = ? WHERE id = ?", (error, job_id))
+    db.conn.commit()
+
+
 def release_push_job(db: Database, job_id: int, runner: str) -> str:
     """Drop the lease and settle the status: done, waiting (rows due later) or cancelled."""
     t = now()
@@ -567,7 +794,7 @@ def deliver_push_to_inbox(db: Database, row_id: int, openid: str, text: str) -> 
 def queued_for_mass(db: Database, job_id: int) -> list[dict[str, Any]]:
     """Rows waiting for the next mass batch, and rows of a batch a crash interrupted."""
     return list(db.query(
-        "SELECT id, openid, status, batch FROM push_recipients WHERE job_id = ?"
+        "SELECT id, openid, status, batch, attempts FROM push_recipients WHERE job_id = ?"
         " AND channel = 'mass' AND (status = 'sending' OR (status = 'pending'"
         " AND next_attempt_at <= ?)) ORDER BY id", [job_id, now()]))
 

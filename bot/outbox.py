@@ -4,7 +4,8 @@ The staff console and the CLI use this API:
 
     aid = create_announcement(database, text, url, "township:城关镇", "staff-name")
     job = start_job(database, aid)              # snapshot of the audience, status "queued"
-    send_in_background(runtime, job)            # or run_job(runtime, job) to block
+    send_in_background(runtime, job)            # or run_job(runtime, job) to block;
+                                                # PushSender(settings) stands in for the runtime
     job_progress(database, job)                 # total, delivered, failed, pending, status, ...
     retry_failed(database, job); cancel_job(database, job)
     list_recent_announcements(database, 5, openid)   # the bot's "最新通知"
@@ -46,7 +47,7 @@ from wechatpy.exceptions import WeChatClientException
 
 from bot import db
 from bot.settings import PushSettings, Settings
-from bot.wechat import WeChatApi
+from bot.wechat import SQLiteSessionStorage, WeChatApi
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ LIMIT_ERRORS = frozenset({45009, 45047})
 OUT_OF_WINDOW = 45015
 UNSUBSCRIBED = 43004
 MASS_DUPLICATE = 45065
+SYSTEM_BUSY = -1
 MAX_ATTEMPTS = 6
 # Quota days follow China time (no daylight saving).
 CHINA = timezone(timedelta(hours=8))
@@ -68,6 +70,32 @@ class Sender(Protocol):
     api: WeChatApi | None
 
     def open_db(self) -> Database: ...
+
+
+class PushSender:
+    """A Sender without handlers or knowledge base, for the CLI and the bench.
+
+    The web app passes its Runtime instead; both share the token through SQLite.
+    """
+
+    def __init__(self, settings: Settings):
+        db.migrate(settings.storage.database)
+        self.settings = settings
+        self._local = threading.local()
+        wx = settings.wechat
+        self.api: WeChatApi | None = None if wx.demo else WeChatApi(
+            wx.app_id, wx.app_secret, wx.api_base_url, SQLiteSessionStorage(self._connect))
+
+    def open_db(self) -> Database:
+        """A new connection; the caller closes it."""
+        return db.connect(self.settings.storage.database)
+
+    def _connect(self) -> Database:
+        # The token storage is used from every sender thread: one connection per thread.
+        database = getattr(self._local, "db", None)
+        if database is None:
+            database = self._local.db = self.open_db()
+        return database
 
 
 @dataclass(frozen=True)
@@ -89,15 +117,15 @@ def parse_audience(text: str) -> Audience:
 
 
 def audience_openids(database: Database, audience: str) -> list[str]:
-    """The openids an audience means now (applicant audiences need the applications table)."""
+    """The openids an audience means now."""
     a = parse_audience(audience)
     if a.kind == "all":
         return db.subscribed_openids(database)
     if a.kind == "township":
         return db.applicant_openids(database, township=a.value)
     if a.kind == "course":
-        return db.applicant_openids(database, kind="training", course_id=a.value)
-    return db.applicant_openids(database, kind="loan")
+        return db.applicant_openids(database, type_="training", course_id=a.value)
+    return db.applicant_openids(database, type_="loan")
 
 
 def message_text(text: str, url: str | None) -> str:
@@ -131,7 +159,8 @@ def start_job(database: Database, announcement_id: int) -> int:
 
 
 def job_progress(database: Database, job_id: int) -> dict[str, Any]:
-    """total, delivered, failed, pending (incl. in flight), unknown, cancelled, status, by_channel."""
+    """total, delivered, failed, pending (incl. in flight), unknown, cancelled, status,
+    by_channel, and error (why the job could not send at all, else '')."""
     job = db.get_push_job(database, job_id)
     if job is None:
         raise ValueError(f"no push job {job_id}")
@@ -148,6 +177,7 @@ def job_progress(database: Database, job_id: int) -> dict[str, Any]:
         "cancelled": by_status.get("cancelled", 0),
         "by_channel": counts["by_channel"],
         "created_at": job["created_at"], "finished_at": job["finished_at"],
+        "error": job["error"] or "",
     }
 
 
@@ -179,7 +209,11 @@ def list_recent_announcements(database: Database, limit: int = 5,
 
 
 def notify(database: Database, openid: str, text: str) -> int:
-    """Queue one notice (e.g. an application status change) in the outbox; returns its id."""
+    """Queue one notice (e.g. an application status change) in the outbox; returns its id.
+
+    The web app's runtime.deliver_pending() sends it (or, in demo mode, puts it in the
+    simulator inbox); call it right after to send at once.
+    """
     return db.enqueue_message(database, openid, text, "notice")
 
 
@@ -241,13 +275,29 @@ def run_job(sender: Sender, job_id: int, *, senders: int = 4, backoff: float = 2
         if not db.claim_push_job(database, job_id, runner, lease_seconds, _runner_gone):
             return {**job_progress(database, job_id), "ran": False}
         try:
-            _JobRun(sender, database, job_id, runner, senders, backoff, lease_seconds,
-                    stop or threading.Event()).run(max_wait)
+            if _api_ready(sender, database, job_id):
+                _JobRun(sender, database, job_id, runner, senders, backoff, lease_seconds,
+                        stop or threading.Event()).run(max_wait)
         finally:
             db.release_push_job(database, job_id, runner)
         return {**job_progress(database, job_id), "ran": True}
     finally:
         database.close()
+
+
+def _api_ready(sender: Sender, database: Database, job_id: int) -> bool:
+    """Get the access token once up front: with a wrong AppSecret every send would fail alike."""
+    if sender.api is not None:
+        try:
+            sender.api.access_token
+        except WeChatClientException as exc:
+            db.set_push_job_error(database, job_id, f"access token: errcode {exc.errcode} {exc.errmsg or ''}")
+            return False
+        except requests.RequestException as exc:
+            db.set_push_job_error(database, job_id, f"access token: {type(exc).__name__}")
+            return False
+    db.set_push_job_error(database, job_id, "")
+    return True
 
 
 def _runner_gone(runner: str) -> bool:
@@ -399,7 +449,9 @@ class _JobRun:
         except WeChatClientException as exc:
             if exc.errcode is None:  # an HTTP error status: WeChat answered, nothing was sent
                 return _Failure(-1, "HTTP error", retry=True)
-            return _Failure(int(exc.errcode), str(exc.errmsg or ""))
+            code = int(exc.errcode)
+            # -1 is WeChat's "system busy, try again later" (and our token-wait timeout).
+            return _Failure(code, str(exc.errmsg or ""), retry=code == SYSTEM_BUSY)
         except (requests.ConnectTimeout, requests.ConnectionError) as exc:
             if isinstance(exc, requests.ConnectTimeout) or "NewConnectionError" in repr(exc):
                 return _Failure(-1, "connection failed", retry=True)
@@ -418,24 +470,28 @@ class _JobRun:
             db.mark_unsubscribed(database, row["openid"])
         retry = failure.retry or failure.errcode in LIMIT_ERRORS
         if retry and attempts < MAX_ATTEMPTS:
-            delay = min(self.backoff * 2 ** (attempts - 1), 600.0)
-            logger.warning("push job %s: errcode %s, retrying a recipient in %.1fs",
-                           self.job_id, failure.errcode, delay)
+            logger.warning("push job %s: errcode %s, retrying a recipient later",
+                           self.job_id, failure.errcode)
             db.finish_push(database, row["id"], "pending", errcode=failure.errcode,
-                           error=failure.error, retry_at=db.now() + delay, refund_day=refund_day)
+                           error=failure.error, retry_at=self._retry_at(attempts),
+                           refund_day=refund_day)
             return
         db.finish_push(database, row["id"], "failed", errcode=failure.errcode, error=failure.error,
                        refund_day=refund_day)
 
+    def _retry_at(self, attempts: int) -> float:
+        """Exponential back-off after a limit or a busy answer, at most 10 minutes."""
+        return db.now() + min(self.backoff * 2 ** (attempts - 1), 600.0)
+
     # --- mass batches -----------------------------------------------------------------
 
     def _send_mass(self, rows: list[dict[str, Any]]) -> None:
-        interrupted: dict[str, list[str]] = {}
+        interrupted: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             if r["status"] == "sending":
-                interrupted.setdefault(r["batch"], []).append(r["openid"])
-        for batch, openids in interrupted.items():
-            self._mass_batch(batch, openids)
+                interrupted.setdefault(r["batch"], []).append(r)
+        for batch, members in interrupted.items():
+            self._mass_batch(batch, [r["openid"] for r in members], max(r["attempts"] for r in members))
         fresh = [r for r in rows if r["status"] == "pending"]
         if not fresh:
             return
@@ -448,9 +504,11 @@ class _JobRun:
                                retry_at=_next_quota_day_start(db.now()))
         if fit:
             self._drop_old_tags(keep=batch)
-            self._mass_batch(batch, [r["openid"] for r in fresh if r["id"] in fit])
+            members = [r for r in fresh if r["id"] in fit]
+            self._mass_batch(batch, [r["openid"] for r in members],
+                             max(r["attempts"] for r in members) + 1)
 
-    def _mass_batch(self, batch: str, openids: list[str]) -> None:
+    def _mass_batch(self, batch: str, openids: list[str], attempts: int) -> None:
         try:
             tag = self.api.tag_id(batch)
             self.api.tag_users(tag, openids)
@@ -459,17 +517,18 @@ class _JobRun:
             code = int(exc.errcode) if exc.errcode is not None else -1
             if code == MASS_DUPLICATE:  # this batch went out before an interruption
                 db.finish_mass_batch(self.database, self.job_id, batch, "delivered")
-            elif code in LIMIT_ERRORS or code == -1:
+            elif (code in LIMIT_ERRORS or code == SYSTEM_BUSY) and attempts < MAX_ATTEMPTS:
                 db.finish_mass_batch(self.database, self.job_id, batch, "pending", code,
-                                     str(exc.errmsg or ""), retry_at=db.now() + self.backoff)
+                                     str(exc.errmsg or ""), retry_at=self._retry_at(attempts))
             else:
                 db.finish_mass_batch(self.database, self.job_id, batch, "failed", code,
                                      str(exc.errmsg or ""))
             return
         except requests.RequestException as exc:
             # Safe to repeat: the clientmsgid stops WeChat sending a batch twice.
-            db.finish_mass_batch(self.database, self.job_id, batch, "pending", -1,
-                                 type(exc).__name__, retry_at=db.now() + self.backoff)
+            status = "pending" if attempts < MAX_ATTEMPTS else "failed"
+            db.finish_mass_batch(self.database, self.job_id, batch, status, -1,
+                                 type(exc).__name__, retry_at=self._retry_at(attempts))
             return
         db.finish_mass_batch(self.database, self.job_id, batch, "delivered")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class Runtime:
         self.settings = settings
         self.router = router
         self.library = library
+        # Time for handlers (ctx.now()); tests replace it to move the clock.
+        self.clock: Callable[[], float] = time.time
         # The bot's words for a match without a conversation (/api/ask, `run.py ask`).
         self.describe_match = describe_match
         storage.migrate(settings.storage.database)
@@ -73,7 +76,8 @@ class Runtime:
 
     def context(self, database: Database) -> Context:
         """A handler context on the given connection."""
-        return Context(settings=self.settings, db=database, library=self.library, vault=self.vault)
+        return Context(settings=self.settings, db=database, library=self.library, vault=self.vault,
+                       clock=self.clock)
 
     # --- answering -----------------------------------------------------------------
 

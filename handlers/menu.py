@@ -53,7 +53,7 @@ def remember_list(ctx: Context, openid: str, kind: str, items: list[str], **extr
     db.save_state(ctx.db, openid, state)
 
 
-@router.keyword("菜单", "帮助", "0", "０", "主菜单", "menu", "help", "?", "？")
+@router.keyword(*texts.MENU_WORDS)
 def on_menu_word(inbound: Inbound, ctx: Context) -> Reply:
     """Main menu on request (valid in any state)."""
     return show_main_menu(ctx, inbound.openid)

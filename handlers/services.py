@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot.router import Context, Inbound, Reply, Router
-from handlers import texts
+from handlers import registration, texts
 
 router = Router()
 
@@ -19,4 +19,7 @@ def contact(inbound: Inbound, ctx: Context) -> Reply:
 # Topic id -> what the bot does when a question or menu entry lands on that topic.
 ACTIONS: dict[str, Callable[[Inbound, Context], Reply]] = {
     "service.contact": contact,
+    "service.apply-training": registration.start_training,
+    "service.apply-loan": registration.start_loan,
+    "service.status": registration.show_status,
 }

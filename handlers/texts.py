@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from bot.settings import Settings
 
+# Words that show the main menu in any state (and pause an open form).
+MENU_WORDS = ("菜单", "帮助", "0", "０", "主菜单", "menu", "help", "?", "？")
+
 MAIN_MENU_ITEMS = (
     "五个放宽（开业、登记、场地）",
     "五个鼓励（返乡、干部、能人创业）",

@@ -15,8 +15,7 @@ from click.testing import CliRunner
 
 from bot import create_app, db, outbox
 from bot.cli import cli
-from bot.router import Router
-from bot.runtime import Runtime
+from bot.outbox import PushSender as Sender
 from tests import wx
 from tests.conftest import ROOT, make_settings
 from tests.fake_wechat import CUSTOM, MASS, TEMPLATE
@@ -24,15 +23,15 @@ from tests.fake_wechat import CUSTOM, MASS, TEMPLATE
 HOUR = 3600.0
 
 
-def make_runtime(tmp_path: Path, api=None, **push) -> Runtime:
-    """A runtime with the API client pointed at the fake (demo mode without api)."""
+def make_runtime(tmp_path: Path, api=None, **push) -> Sender:
+    """A sender with the API client pointed at the fake (demo mode without api)."""
     wechat = {"app_secret": "s3cret", "api_base_url": api.url} if api else {}
     settings = make_settings(tmp_path, wechat=wechat,
                              push={"template_id": "TPL-1", "rate_per_second": 0.0, **push})
-    return Runtime(settings, Router())
+    return Sender(settings)
 
 
-def add_subscribers(runtime: Runtime, seen_hours_ago: dict[str, float | None],
+def add_subscribers(runtime: Sender, seen_hours_ago: dict[str, float | None],
                     subscribed: int = 1) -> None:
     """Subscribers last seen that many hours ago (None: never wrote to us)."""
     database = runtime.open_db()
@@ -43,17 +42,17 @@ def add_subscribers(runtime: Runtime, seen_hours_ago: dict[str, float | None],
     database.close()
 
 
-def add_applications(runtime: Runtime, rows: list[dict]) -> None:
-    """Application rows in the shape the registration branch stores."""
+def add_applications(runtime: Sender, rows: list[dict]) -> None:
+    """Application rows as the registration forms store them (type, course_id, township, status)."""
     database = runtime.open_db()
-    if not database["applications"].exists():
-        database["applications"].create({"id": int, "openid": str, "kind": str, "course_id": str,
-                                         "township": str, "status": str}, pk="id")
-    database["applications"].insert_all(rows)
+    now = time.time()
+    database["applications"].insert_all(
+        [{"ref": f"T{i}", "created_at": now, "updated_at": now, "status": "已提交", **r}
+         for i, r in enumerate(rows)])
     database.close()
 
 
-def announce(runtime: Runtime, text: str = "培训报名开始了", url: str = "", audience: str = "all",
+def announce(runtime: Sender, text: str = "培训报名开始了", url: str = "", audience: str = "all",
              **options) -> dict:
     """Create an announcement, send it to the end, return the job's progress."""
     database = runtime.open_db()
@@ -84,7 +83,6 @@ def test_recent_users_get_customer_service_messages_others_a_template(tmp_path, 
     template = wechat_api.calls_to(TEMPLATE)[0]["json"]
     assert template["template_id"] == "TPL-1" and template["url"] == "https://example.org/n/1"
     assert template["data"]["content"]["value"] == "贷款政策有更新"
-    runtime.close()
 
 
 def test_out_of_window_answer_falls_back_to_the_template(tmp_path, wechat_api):
@@ -95,7 +93,6 @@ def test_out_of_window_answer_falls_back_to_the_template(tmp_path, wechat_api):
     assert result["delivered"] == 2 and result["by_channel"] == {"custom": 1, "template": 1}
     assert [d["channel"] for d in wechat_api.received("o-2")] == ["template"]
     assert outbox.quota_status(runtime.open_db(), runtime.settings.push)["used"] == 1
-    runtime.close()
 
 
 def test_mass_fallback_tags_the_users_and_sends_to_the_tag(tmp_path, wechat_api):
@@ -112,7 +109,6 @@ def test_mass_fallback_tags_the_users_and_sends_to_the_tag(tmp_path, wechat_api)
     assert mass["json"]["clientmsgid"]
     assert received(wechat_api) == Counter({"o-recent": 1, **{f"o-old-{i:02}": 1 for i in range(60)}})
     assert "o-recent" not in wechat_api.tags[tagging[0]["json"]["tagid"]]["users"]
-    runtime.close()
 
 
 def test_unsubscribed_user_fails_with_43004_and_is_marked(tmp_path, wechat_api):
@@ -124,10 +120,9 @@ def test_unsubscribed_user_fails_with_43004_and_is_marked(tmp_path, wechat_api):
     (failed,) = outbox.job_recipients(runtime.open_db(), result["job_id"], "failed")
     assert (failed["openid"], failed["errcode"]) == ("o-gone", 43004)
     assert runtime.open_db()["subscribers"].get("o-gone")["subscribed"] == 0
-    runtime.close()
 
 
-@pytest.mark.parametrize("errcode", [45009, 45047])
+@pytest.mark.parametrize("errcode", [45009, 45047, -1])
 def test_rate_limits_back_off_and_retry(tmp_path, wechat_api, errcode):
     runtime = make_runtime(tmp_path, wechat_api)
     add_subscribers(runtime, {"o-1": 1, "o-2": 1, "o-3": 1})
@@ -139,7 +134,6 @@ def test_rate_limits_back_off_and_retry(tmp_path, wechat_api, errcode):
     # o-1 and o-2 were refused once and retried after a pause; o-3 was not held up.
     assert attempts == {"o-1": 2, "o-2": 2, "o-3": 1}
     assert [c["json"]["touser"] for c in wechat_api.calls_to(CUSTOM)] == ["o-1", "o-2", "o-3", "o-1", "o-2"]
-    runtime.close()
 
 
 def test_other_errors_fail_the_recipient_and_the_job_carries_on(tmp_path, wechat_api):
@@ -153,7 +147,6 @@ def test_other_errors_fail_the_recipient_and_the_job_carries_on(tmp_path, wechat
     again = outbox.run_job(runtime, result["job_id"])
     assert (again["delivered"], again["failed"], again["status"]) == (2, 0, "done")
     assert received(wechat_api) == Counter({"o-1": 1, "o-2": 1})
-    runtime.close()
 
 
 def test_daily_quota_defers_the_rest_to_tomorrow(tmp_path, wechat_api):
@@ -164,7 +157,6 @@ def test_daily_quota_defers_the_rest_to_tomorrow(tmp_path, wechat_api):
     assert len(wechat_api.calls_to(TEMPLATE)) == 2  # customer-service sends do not count
     quota = outbox.quota_status(runtime.open_db(), runtime.settings.push)
     assert (quota["used"], quota["limit"], quota["remaining"]) == (2, 2, 0)
-    runtime.close()
 
 
 def test_quota_counts_a_mass_batch_per_recipient(tmp_path, wechat_api):
@@ -173,7 +165,6 @@ def test_quota_counts_a_mass_batch_per_recipient(tmp_path, wechat_api):
     result = announce(runtime)
     assert (result["delivered"], result["pending"], result["status"]) == (3, 2, "waiting")
     assert len(wechat_api.deliveries) == 3
-    runtime.close()
 
 
 def test_cancel_stops_a_job_before_it_sends(tmp_path, wechat_api):
@@ -186,7 +177,6 @@ def test_cancel_stops_a_job_before_it_sends(tmp_path, wechat_api):
     assert (result["status"], result["cancelled"], result["ran"]) == ("cancelled", 2, False)
     assert wechat_api.deliveries == []
     assert outbox.list_recent_announcements(database) == []
-    runtime.close()
 
 
 def test_two_runners_on_one_job_send_each_message_once(tmp_path, wechat_api):
@@ -202,7 +192,6 @@ def test_two_runners_on_one_job_send_each_message_once(tmp_path, wechat_api):
         t.join()
     assert outbox.job_progress(database, job_id)["delivered"] == 40
     assert received(wechat_api) == Counter({f"o-{i}": 1 for i in range(40)})
-    runtime.close()
 
 
 # --- audiences and the bot's "最新通知" -------------------------------------------------
@@ -213,11 +202,12 @@ def test_audiences_township_course_and_loan(tmp_path, wechat_api):
     add_subscribers(runtime, {"o-a": 1, "o-b": 1, "o-c": 1, "o-d": 1})
     add_subscribers(runtime, {"o-left": 1}, subscribed=0)
     add_applications(runtime, [
-        {"openid": "o-a", "kind": "training", "course_id": "tea", "township": "城关镇", "status": "submitted"},
-        {"openid": "o-a", "kind": "loan", "course_id": None, "township": "城关镇", "status": "submitted"},
-        {"openid": "o-b", "kind": "training", "course_id": "veg", "township": "石桥镇", "status": "approved"},
-        {"openid": "o-c", "kind": "loan", "course_id": None, "township": "石桥镇", "status": "submitted"},
-        {"openid": "o-left", "kind": "loan", "course_id": None, "township": "石桥镇", "status": "submitted"},
+        {"openid": "o-a", "type": "training", "course_id": "tea", "township": "城关镇"},
+        {"openid": "o-a", "type": "loan", "township": "城关镇"},
+        {"openid": "o-b", "type": "training", "course_id": "veg", "township": "石桥镇", "status": "已通过"},
+        {"openid": "o-c", "type": "loan", "township": "石桥镇"},
+        {"openid": "o-d", "type": "loan", "township": "石桥镇", "status": "已取消"},
+        {"openid": "o-left", "type": "loan", "township": "石桥镇"},
     ])
     database = runtime.open_db()
     assert outbox.audience_openids(database, "all") == ["o-a", "o-b", "o-c", "o-d"]
@@ -228,27 +218,23 @@ def test_audiences_township_course_and_loan(tmp_path, wechat_api):
     assert result["total"] == 2 and set(received(wechat_api)) == {"o-b", "o-c"}
     with pytest.raises(ValueError):
         outbox.create_announcement(database, "x", "", "village:x", "t")
-    runtime.close()
 
 
 def test_applicant_audiences_are_empty_before_any_application(tmp_path):
     runtime = make_runtime(tmp_path)
     assert outbox.audience_openids(runtime.open_db(), "loan") == []
-    runtime.close()
 
 
 def test_recent_announcements_for_a_user(tmp_path, wechat_api):
     runtime = make_runtime(tmp_path, wechat_api)
     add_subscribers(runtime, {"o-a": 1, "o-b": 1})
-    add_applications(runtime, [{"openid": "o-a", "kind": "loan", "course_id": None,
-                                "township": "城关镇", "status": "submitted"}])
+    add_applications(runtime, [{"openid": "o-a", "type": "loan", "township": "城关镇"}])
     announce(runtime, "全体通知")
     announce(runtime, "贷款通知", audience="loan")
     database = runtime.open_db()
     assert [a["text"] for a in outbox.list_recent_announcements(database, 5)] == ["贷款通知", "全体通知"]
     assert [a["text"] for a in outbox.list_recent_announcements(database, 5, "o-a")] == ["贷款通知", "全体通知"]
     assert [a["text"] for a in outbox.list_recent_announcements(database, 5, "o-b")] == ["全体通知"]
-    runtime.close()
 
 
 # --- demo mode -------------------------------------------------------------------------
@@ -271,7 +257,7 @@ def test_demo_mode_puts_the_announcement_on_the_simulated_phone(tmp_path):
 
 
 def test_notify_goes_through_the_outbox(tmp_path):
-    runtime = make_runtime(tmp_path)
+    runtime = create_app(make_settings(tmp_path)).extensions["bot"]
     database = runtime.open_db()
     outbox.notify(database, "o-1", "您的贷款申请已通过")
     assert runtime.deliver_pending() == 1
@@ -290,6 +276,7 @@ def write_config(tmp_path: Path, api_url: str | None, **push) -> Path:
     if api_url:
         lines.append(f"api_base_url = {json.dumps(api_url)}")
     lines += ["[storage]", f"database = {json.dumps(str(tmp_path / 'bot.db'))}",
+              "[matcher]", f"policies_dir = {json.dumps(str(ROOT / 'policies'))}",
               "[county]", 'townships = ["城关镇", "石桥镇"]',
               "[[courses]]", 'id = "tea"', 'name = "茶叶"', "[push]"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in push.items()]
@@ -301,9 +288,9 @@ def write_config(tmp_path: Path, api_url: str | None, **push) -> Path:
     return path
 
 
-def cli_runtime(config: Path) -> Runtime:
+def cli_runtime(config: Path) -> Sender:
     from bot.settings import load_settings
-    return Runtime(load_settings(config), Router())
+    return Sender(load_settings(config))
 
 
 def test_announce_cli_reports_delivered_and_each_failure(tmp_path, wechat_api):
@@ -321,7 +308,6 @@ def test_announce_cli_reports_delivered_and_each_failure(tmp_path, wechat_api):
     failed_template = [c["json"]["touser"] for c in wechat_api.calls_to(TEMPLATE)][0]
     assert f"{failed_template}  错误码 40003" in out
     assert "进度 4/4" in out
-    runtime.close()
 
 
 @pytest.mark.parametrize("args,message", [
@@ -351,7 +337,6 @@ def test_announce_no_wait_sends_in_the_background(tmp_path, wechat_api):
     assert received(wechat_api) == Counter({f"o-{i}": 1 for i in range(5)})
     status = CliRunner().invoke(cli, ["--config", str(config), "outbox", "status", "1"])
     assert "送达 5 人" in status.output
-    runtime.close()
 
 
 def wait_for(predicate, timeout: float = 30.0) -> bool:
@@ -394,7 +379,6 @@ def test_killed_job_resumes_and_no_one_gets_it_twice(tmp_path, wechat_api, chann
     else:
         assert after["delivered"] == 30 and after["by_channel"] == {"custom": 20, "mass": 10}
         assert len(wechat_api.calls_to(MASS)) == 2
-    runtime.close()
 
 
 # --- custom menu ---------------------------------------------------------------------------
@@ -434,3 +418,32 @@ def test_shipped_menu_is_valid_for_wechat():
     body = menu_json(load_settings(ROOT / "config.toml").menu)
     keys = [s["key"] for b in body["button"] for s in b.get("sub_button", [b])]
     assert "MENU_NEWS" in keys and len(body["button"]) == 3
+
+
+def test_a_wrong_app_secret_stops_the_job_with_one_token_request(tmp_path, wechat_api):
+    config = write_config(tmp_path, wechat_api.url)
+    runtime = cli_runtime(config)
+    add_subscribers(runtime, {f"o-{i}": 1 for i in range(10)})
+    wechat_api.fail("/cgi-bin/token", 40125)
+    result = CliRunner().invoke(cli, ["--config", str(config), "announce", "--text", "x"])
+    assert "无法发送：access token: errcode 40125" in result.output
+    assert "还有 10 人稍后发送" in result.output
+    assert len(wechat_api.calls) == 1
+    # Once the secret is fixed, draining sends the job.
+    drained = CliRunner().invoke(cli, ["--config", str(config), "outbox", "drain"])
+    assert "送达 10 人" in drained.output and "无法发送" not in drained.output
+
+
+def test_mass_send_limit_is_retried_then_given_up(tmp_path, wechat_api):
+    runtime = make_runtime(tmp_path, wechat_api, fallback_channel="mass")
+    add_subscribers(runtime, {"o-old-1": 100, "o-old-2": 100})
+    wechat_api.fail(MASS, 45009, times=1)
+    result = announce(runtime)
+    assert (result["delivered"], result["status"]) == (2, "done")
+    assert received(wechat_api) == Counter({"o-old-1": 1, "o-old-2": 1})
+    wechat_api.fail(MASS, 45009, times=100)
+    again = announce(runtime, "第二条")
+    assert (again["failed"], again["status"]) == (2, "done")
+    assert len(wechat_api.calls_to(MASS)) == 2 + outbox.MAX_ATTEMPTS
+    (failed, _) = outbox.job_recipients(runtime.open_db(), again["job_id"], "failed")
+    assert failed["errcode"] == 45009

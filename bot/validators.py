@@ -1,0 +1,150 @@
+"""Parsing of form answers: phone, ID card, name, loan amount, township.
+
+Each parser returns the cleaned value or raises Invalid with a short English reason code;
+handlers turn the code into a Chinese hint. Full-width digits, spaces and dashes are
+accepted wherever people type numbers.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import cn2an
+from rapidfuzz import fuzz
+
+
+class Invalid(ValueError):
+    """An answer that cannot be used; `code` says why (e.g. "checksum")."""
+
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
+
+
+def normalize(text: str) -> str:
+    """Full-width letters and digits to ASCII (NFKC), trimmed."""
+    return unicodedata.normalize("NFKC", text).strip()
+
+
+def compact_number(text: str) -> str:
+    """A typed number without spaces, dashes or dots used as separators."""
+    return re.sub(r"[\s\-‐‑–—_.·]", "", normalize(text))
+
+
+# --- mobile phone ------------------------------------------------------------------------
+
+def parse_phone(text: str) -> str:
+    """A mainland mobile number: 11 digits starting 1[3-9]; +86 / 86 prefixes dropped."""
+    digits = compact_number(text)
+    digits = re.sub(r"^(\+?86)(?=1\d{10}$)", "", digits)
+    if not digits.isdigit():
+        raise Invalid("chars")
+    if len(digits) != 11:
+        raise Invalid("length")
+    if not re.fullmatch(r"1[3-9]\d{9}", digits):
+        raise Invalid("prefix")
+    return digits
+
+
+# --- ID card (GB 11643-1999) ----------------------------------------------------------
+
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+
+
+def id_check_digit(first17: str) -> str:
+    """The GB 11643 check character for the first 17 digits."""
+    return _ID_CHECK[sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS)) % 11]
+
+
+def parse_id_number(text: str, today: dt.date) -> str:
+    """An 18-character resident ID: 17 digits, a real birth date, the right check digit."""
+    number = compact_number(text).upper()
+    if len(number) != 18:
+        raise Invalid("length")
+    if not (number[:17].isdigit() and (number[17].isdigit() or number[17] == "X")):
+        raise Invalid("chars")
+    try:
+        born = dt.date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+    except ValueError:
+        raise Invalid("birth") from None
+    if born.year < 1900 or born > today:
+        raise Invalid("birth")
+    if id_check_digit(number[:17]) != number[17]:
+        raise Invalid("checksum")
+    return number
+
+
+# --- name --------------------------------------------------------------------------------
+
+_CHINESE_NAME = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+(?:·[\u3400-\u4dbf\u4e00-\u9fff]+)*")
+_LATIN_NAME = re.compile(r"[A-Za-z]+(?:[ .·'\-][A-Za-z]+)*")
+
+
+def parse_name(text: str) -> str:
+    """2-20 characters of Chinese (with · between parts) or Latin letters."""
+    name = re.sub(r"[•・‧∙⋅]", "·", normalize(text))
+    name = re.sub(r"\s+", " ", name)
+    if not 2 <= len(name) <= 20:
+        raise Invalid("length")
+    if not (_CHINESE_NAME.fullmatch(name) or _LATIN_NAME.fullmatch(name)):
+        raise Invalid("chars")
+    return name
+
+
+# --- loan amount ---------------------------------------------------------------------
+
+_UNIT = re.compile(r"(元|块钱|块|人民币|rmb)$", re.IGNORECASE)
+
+
+def parse_amount(text: str) -> int:
+    """Yuan as an integer from 5万, 五万, 三万五, 3.5万, 50000元, 5w, 50,000."""
+    raw = normalize(text).replace(",", "").replace("，", "").replace(" ", "")
+    raw = _UNIT.sub("", raw)
+    raw = re.sub(r"(?<=[\d.])[wW]$", "万", raw)
+    if not raw:
+        raise Invalid("empty")
+    try:
+        value = float(raw) if re.fullmatch(r"\d+(\.\d+)?", raw) else cn2an.cn2an(raw, "smart")
+    except ValueError:
+        raise Invalid("number") from None
+    if value != int(value):
+        raise Invalid("fraction")
+    if value <= 0:
+        raise Invalid("positive")
+    return int(value)
+
+
+# --- township --------------------------------------------------------------------------
+
+_SUFFIX = re.compile(r"(街道办事处|街道|镇|乡)$")
+
+
+@dataclass(frozen=True)
+class PlaceMatch:
+    """The best township for what was typed; sure=False means ask the user to confirm."""
+    name: str
+    sure: bool
+
+
+def match_township(text: str, townships: tuple[str, ...]) -> PlaceMatch:
+    """Fuzzy-match a township name; raise Invalid("unknown") when nothing is close."""
+    typed = normalize(text).replace(" ", "")
+    if not townships:
+        if 2 <= len(typed) <= 20:
+            return PlaceMatch(typed, True)
+        raise Invalid("unknown")
+    stem = _SUFFIX.sub("", typed)
+    for name in townships:
+        if typed == name or (stem and stem == _SUFFIX.sub("", name)):
+            return PlaceMatch(name, True)
+    # A township named at the start of a longer answer ("石桥镇石门村") counts as sure.
+    for name in townships:
+        if typed.startswith(name):
+            return PlaceMatch(name, True)
+    best_score, best = max((fuzz.ratio(stem, _SUFFIX.sub("", n)), n) for n in townships)
+    if best_score >= 50:
+        return PlaceMatch(best, False)
+    raise Invalid("unknown")

@@ -1,0 +1,109 @@
+"""`python run.py export applications`: the staff export with full numbers."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from openpyxl import load_workbook
+
+from bot import create_app, db
+from bot.cli import cli
+from bot.export import COLUMNS
+from tests.conftest import Chat, make_settings
+from tests.test_registration import (COURSES, ID, LOAN_TO_SUMMARY, PHONE, TRAINING_TO_SUMMARY,
+                                     converse, library, make_id, shared_library)
+
+ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["library", "shared_library"]  # fixtures: one knowledge base for all tests here
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A config file on the tmp database, with two submitted training forms and one loan."""
+    settings = make_settings(tmp_path, courses=COURSES)
+    app = create_app(settings)
+    client = app.test_client()
+    for openid, turns in (("o-a", TRAINING_TO_SUMMARY), ("o-b", LOAN_TO_SUMMARY)):
+        chat = Chat(client, openid)
+        converse(chat, turns)
+        chat.say("确认")
+    other = Chat(client, "o-c")
+    converse(other, [(t if t != ID else make_id(5), e) for t, e in TRAINING_TO_SUMMARY])
+    other.say("确认")
+    app.extensions["bot"].close()
+    database = db.connect(settings.storage.database)
+    ref = db.list_applications(database, type_="training")[0]["ref"]
+    db.change_status(database, ref, "审核中", "已电话联系", "staff")
+    database.close()
+    path = tmp_path / "config.toml"
+    path.write_text(f'[storage]\ndatabase = "{settings.storage.database}"\n', encoding="utf-8")
+    return path
+
+
+def export(config: Path, *args: str):
+    return CliRunner().invoke(cli, ["--config", str(config), "export", "applications", *args])
+
+
+def test_csv_has_bom_header_and_full_numbers(config, tmp_path):
+    out = tmp_path / "out" / "applications.csv"
+    result = export(config, "--format", "csv", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "3" in result.output
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
+    assert tuple(rows[0]) == COLUMNS
+    assert len(rows) == 3
+    first, loan = rows[0], rows[1]
+    assert first["reference"].startswith("PX") and first["type"] == "training"
+    assert first["phone"] == PHONE and first["id_number"] == ID
+    assert first["name"] == "张三" and first["course"] == "高山蔬菜" and first["township"] == "石桥镇"
+    assert loan["reference"].startswith("DK") and loan["amount_yuan"] == "35000"
+    assert loan["purpose"] == "扩建茶厂" and loan["industry"] == "茶叶种植"
+    assert first["created_at"][:2] == "20" and len(first["created_at"]) == 19
+
+
+def test_xlsx_keeps_numbers_exact(config, tmp_path):
+    out = tmp_path / "applications.xlsx"
+    assert export(config, "--format", "xlsx", "--out", str(out)).exit_code == 0
+    sheet = load_workbook(out).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0] == COLUMNS and len(rows) == 4
+    header = rows[0]
+    loan = next(r for r in rows[1:] if r[1] == "loan")
+    assert loan[header.index("amount_yuan")] == 35000
+    assert loan[header.index("id_number")] == make_id(999)
+    assert loan[header.index("phone")] == "13912345678"
+
+
+def test_filters_by_type_and_status(config, tmp_path):
+    out = tmp_path / "f.csv"
+    assert export(config, "--format", "csv", "--out", str(out), "--type", "loan").exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
+    assert [r["type"] for r in rows] == ["loan"]
+    assert export(config, "--format", "csv", "--out", str(out), "--status", "审核中").exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
+    assert [(r["status"], r["staff_note"]) for r in rows] == [("审核中", "已电话联系")]
+
+
+def test_unknown_status_or_format_is_a_clear_error(config, tmp_path):
+    result = export(config, "--format", "csv", "--out", str(tmp_path / "x.csv"), "--status", "批准")
+    assert result.exit_code != 0 and "未知状态" in result.output
+    result = export(config, "--format", "pdf", "--out", str(tmp_path / "x.pdf"))
+    assert result.exit_code != 0 and "pdf" in result.output
+
+
+def test_run_py_export_command(config, tmp_path):
+    out = tmp_path / "cmd.csv"
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "--config", str(config), "export",
+                           "applications", "--format", "csv", "--out", str(out), "--type", "training"],
+                          capture_output=True, text=True, cwd=tmp_path, env={**os.environ}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert len(out.read_text(encoding="utf-8-sig").splitlines()) == 3
+    assert PHONE not in proc.stdout + proc.stderr
