@@ -13,15 +13,18 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 
 
-def create_app(settings: Settings) -> Flask:
-    """Build the Flask app: the only place where the pieces are wired together."""
+def create_app(settings: Settings, library: Library | None = None) -> Flask:
+    """Build the Flask app: the only place where the pieces are wired together.
+
+    A ready Library may be passed in (tests share one; building it takes a second).
+    """
     from bot import api, console, simulator, webhook
     from handlers import build_router, describe_match
 
     configure_logging()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
-    runtime = Runtime(settings, build_router(), Library(settings), describe_match)
+    runtime = Runtime(settings, build_router(), library or Library(settings), describe_match)
     app.extensions["bot"] = runtime
     app.teardown_appcontext(_close_db)
     app.register_blueprint(webhook.bp)

@@ -15,6 +15,7 @@ rapidfuzz similarity of pinyin strings. The score (0-100) chooses the band: answ
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import math
@@ -426,9 +427,20 @@ def _dictionary_terms(kb: KnowledgeBase, canonical: dict[str, str]) -> set[str]:
     return {t for t in terms if 2 <= len(t) <= 8 and HAN.match(t)}
 
 
-def _new_tokenizer() -> jieba.Tokenizer:
-    """A private jieba tokenizer with its dictionary loaded now, not on the first question."""
+@functools.cache
+def _base_dictionary() -> tuple[dict[str, int], int]:
+    """jieba's stock dictionary, read once per process: reading it takes about a second,
+    and every knowledge base (and every test app) needs a private copy to add words to."""
     logging.getLogger("jieba").setLevel(logging.WARNING)
     tokenizer = jieba.Tokenizer()
     tokenizer.initialize()
+    return tokenizer.FREQ, tokenizer.total
+
+
+def _new_tokenizer() -> jieba.Tokenizer:
+    """A private jieba tokenizer with its own copy of the stock dictionary."""
+    freq, total = _base_dictionary()
+    tokenizer = jieba.Tokenizer()
+    tokenizer.FREQ, tokenizer.total = dict(freq), total
+    tokenizer.initialized = True
     return tokenizer

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
+from flask import Flask
 
-from bot import create_app
+from bot import create_app as _create_app
+from bot.library import Library
 from bot.settings import Settings, settings_from_dict
 from tests import wx
 
@@ -22,6 +25,19 @@ def make_settings(tmp_path: Path, **tables: dict) -> Settings:
     for table, values in tables.items():
         raw[table] = {**raw.get(table, {}), **values} if isinstance(values, dict) else values
     return settings_from_dict(raw)
+
+
+@functools.cache
+def _shared_library(settings: Settings) -> Library:
+    return Library(settings)
+
+
+def create_app(settings: Settings) -> Flask:
+    """create_app, sharing one Library among apps that serve the shipped knowledge base."""
+    default = make_settings(Path("/nonexistent"))
+    if settings.matcher == default.matcher and settings.county == default.county:
+        return _create_app(settings, _shared_library(default))
+    return _create_app(settings)
 
 
 @pytest.fixture

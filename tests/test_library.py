@@ -8,9 +8,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from bot import create_app, library as library_module
+from bot import library as library_module
 from bot.cli import cli
-from tests.conftest import ROOT, Chat, make_settings
+from tests.conftest import ROOT, Chat, create_app, make_settings
 
 QUESTION = "开小店地址能用自己家住房吗"
 

@@ -109,8 +109,7 @@ def test_api_ask_bad_requests(client, body):
 
 
 def test_api_key_required_when_configured(tmp_path):
-    from bot import create_app
-    from tests.conftest import make_settings
+    from tests.conftest import create_app, make_settings
     app = create_app(make_settings(tmp_path, api={"key": "k3y"}))
     client = app.test_client()
     assert client.post("/api/ask", json={"q": "贷款"}).status_code == 401

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from bot import create_app, db
+from bot import db
 from tests import wx
-from tests.conftest import Chat, make_settings
+from tests.conftest import Chat, create_app, make_settings
 from tests.fake_wechat import FakeWeChat
 
 MENU_MARK = "请回复数字选择"
