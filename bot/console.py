@@ -8,8 +8,10 @@ Templates rely on Jinja autoescaping for all user-supplied text.
 from __future__ import annotations
 
 import hmac
+import io
 import re
 import secrets
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -17,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from flask import (Blueprint, Response, abort, current_app, flash, g, jsonify, redirect, render_template,
-                   request, session, url_for)
+                   request, send_file, session, url_for)
 from flask.sansio.blueprints import BlueprintSetupState
 from rapidfuzz import fuzz, process
 from werkzeug.exceptions import HTTPException
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from bot import db, get_db, knowledge_edit, outbox, runtime
+from bot import db, export, get_db, knowledge_edit, outbox, runtime
 from bot.privacy import load_or_create_key
 
 bp = Blueprint("console", __name__, url_prefix="/admin",
@@ -206,7 +208,10 @@ def overview() -> str:
         new_subscribers=db.new_subscribers(database, since),
         new_subscribers_week=db.new_subscribers(database, _local_midnight(6)),
         open_unanswered=len(db.open_unanswered(database)),
-        open_handoffs=len(db.open_handoffs(database)), period=OVERVIEW_DAYS)
+        open_handoffs=len(db.open_handoffs(database)), period=OVERVIEW_DAYS,
+        applications_total=sum(c["n"] for c in db.application_counts(database, "type")),
+        application_counts=[(title, db.application_counts(database, column)) for column, title in
+                            (("status", "按状态"), ("course_name", "按课程"), ("township", "按乡镇"))])
 
 
 def _local_midnight(days_ago: int) -> float:
@@ -442,3 +447,237 @@ def add_example() -> Response:
     for warning in warnings:
         flash("提醒：" + warning)
     return redirect(url_for("console.unanswered"))
+
+
+# --- announcements ---------------------------------------------------------------------
+
+JOB_STATUS = {"queued": "排队中", "running": "发送中", "waiting": "等待重试", "done": "已完成",
+              "cancelled": "已取消"}
+RECIPIENT_STATUS = {"pending": "待发送", "sending": "发送中", "delivered": "已送达", "failed": "失败",
+                    "unknown": "不确定（中断时正在发送）", "cancelled": "已取消"}
+CHANNELS = {"custom": "客服消息", "template": "模板消息", "mass": "群发", "inbox": "模拟器"}
+AUDIENCE_LABELS = {"all": "全部关注用户", "township": "乡镇申请人", "course": "课程报名人",
+                   "loan": "贷款申请人"}
+MAX_ANNOUNCEMENT_CHARS = 600
+
+
+@bp.context_processor
+def push_labels() -> dict[str, Any]:
+    """Chinese names of push statuses and channels for the templates."""
+    return {"job_status": JOB_STATUS, "recipient_status": RECIPIENT_STATUS, "channels": CHANNELS}
+
+
+def audience_label(audience: str) -> str:
+    """Chinese name of an audience key such as "township:城关镇" or "course:tea"."""
+    kind, _, value = audience.partition(":")
+    if kind == "course":
+        names = {c.id: c.name for c in runtime().settings.courses}
+        value = names.get(value, value)
+    return AUDIENCE_LABELS.get(kind, kind) + (f"：{value}" if value else "")
+
+
+def _audience_from_form() -> str:
+    kind = request.form.get("audience", "all")
+    value = request.form.get(kind, "").strip() if kind in ("township", "course") else ""
+    return f"{kind}:{value}" if value else kind
+
+
+@bp.get("/announcements")
+def announcements() -> str:
+    """Compose form, fallback-channel quota and the latest announcements with their progress."""
+    database = get_db()
+    rows = []
+    for a in db.announcements_with_jobs(database, 20):
+        rows.append((a, outbox.job_progress(database, a["job_id"]) if a["job_id"] else None))
+    settings = runtime().settings
+    return render_template("console/announcements.html", rows=rows, form={},
+                           quota=outbox.quota_status(database, settings.push),
+                           settings=settings, audience_label=audience_label)
+
+
+@bp.post("/announcements/preview")
+def preview_announcement() -> str | tuple[str, int]:
+    """Show the message as users will get it and how many will get it, before sending."""
+    text = request.form.get("text", "").strip()
+    url = request.form.get("url", "").strip()
+    audience = _audience_from_form()
+    settings = runtime().settings
+    error = _announcement_problem(text, url, audience)
+    if error:
+        database = get_db()
+        return render_template("console/announcements.html", rows=[], form=request.form,
+                               error=error, quota=outbox.quota_status(database, settings.push),
+                               settings=settings, audience_label=audience_label), 400
+    count = len(outbox.audience_openids(get_db(), audience))
+    return render_template("console/announcement_preview.html", text=text, url=url,
+                           audience=audience, label=audience_label(audience), count=count,
+                           message=outbox.message_text(text, url))
+
+
+def _announcement_problem(text: str, url: str, audience: str) -> str:
+    if not text:
+        return "请填写通知内容。"
+    if len(text) > MAX_ANNOUNCEMENT_CHARS:
+        return f"通知太长了，请控制在 {MAX_ANNOUNCEMENT_CHARS} 字以内。"
+    if url and not re.match(r"^https?://[^\s<>\"]+$", url):
+        return "链接应以 http:// 或 https:// 开头。"
+    try:
+        outbox.parse_audience(audience)
+    except ValueError:
+        return "请选择发送对象（选乡镇或课程时请选具体一项）。"
+    return ""
+
+
+@bp.post("/announcements")
+def send_announcement() -> Response | tuple[str, int]:
+    """Create the announcement and start sending it in the background."""
+    text = request.form.get("text", "").strip()
+    url = request.form.get("url", "").strip()
+    audience = request.form.get("audience_key", "")
+    if _announcement_problem(text, url, audience):
+        abort(400, "通知内容或发送对象无效，请重新填写。")
+    database = get_db()
+    announcement_id = outbox.create_announcement(database, text, url, audience, g.staff)
+    job_id = outbox.start_job(database, announcement_id)
+    outbox.send_in_background(runtime(), job_id)
+    record("发送通知", f"#{announcement_id} {audience_label(audience)}: {text[:100]}")
+    return redirect(url_for("console.announcement", announcement_id=announcement_id))
+
+
+def _job(announcement_id: int) -> int:
+    job_id = db.push_job_for(get_db(), announcement_id)
+    if job_id is None:
+        abort(404)
+    return job_id
+
+
+@bp.get("/announcements/<int:announcement_id>")
+def announcement(announcement_id: int) -> str:
+    """One announcement: progress (the page polls it) and per-recipient status."""
+    database = get_db()
+    job_id = _job(announcement_id)
+    status = request.args.get("status") or None
+    return render_template("console/announcement.html", progress=outbox.job_progress(database, job_id),
+                           recipients=outbox.job_recipients(database, job_id, status, limit=500),
+                           status=status, audience_label=audience_label,
+                           announcement_id=announcement_id)
+
+
+@bp.get("/api/announcements/<int:announcement_id>/progress")
+def announcement_progress(announcement_id: int) -> Response:
+    """Delivery counts for the progress bar."""
+    return jsonify(outbox.job_progress(get_db(), _job(announcement_id)))
+
+
+@bp.post("/announcements/<int:announcement_id>/retry")
+def retry_announcement(announcement_id: int) -> Response:
+    """Queue failed recipients again and send to them."""
+    job_id = _job(announcement_id)
+    include_unknown = request.form.get("include_unknown") == "1"
+    count = outbox.retry_failed(get_db(), job_id, include_unknown)
+    if count:
+        outbox.send_in_background(runtime(), job_id)
+    record("重试通知", f"#{announcement_id}: {count} 人")
+    flash(f"已重新发送给 {count} 人。" if count else "没有可重试的失败对象。")
+    return redirect(url_for("console.announcement", announcement_id=announcement_id))
+
+
+@bp.post("/announcements/<int:announcement_id>/cancel")
+def cancel_announcement(announcement_id: int) -> Response:
+    """Stop sending; recipients not yet reached are marked cancelled."""
+    stopped = outbox.cancel_job(get_db(), _job(announcement_id))
+    record("取消通知", f"#{announcement_id}")
+    flash("已取消发送。" if stopped else "这条通知已经发送完毕，无法取消。")
+    return redirect(url_for("console.announcement", announcement_id=announcement_id))
+
+
+# --- applications ----------------------------------------------------------------------
+
+APPLICATION_TYPES = {"training": "培训报名", "loan": "贷款申请"}
+PAGE_SIZE = 100
+
+
+@bp.app_template_filter("yuan")
+def format_yuan(amount: int | None) -> str:
+    """50000 -> '5万元', 8000 -> '8000元'."""
+    if not amount:
+        return ""
+    return f"{amount / 10000:g}万元" if amount >= 10000 else f"{amount}元"
+
+
+def _application_filters() -> dict[str, Any]:
+    args = request.args
+    return {key: args.get(key, "").strip() for key in
+            ("type", "course", "status", "township", "since", "until", "q")}
+
+
+def _day_start(text: str, days_after: int = 0) -> float | None:
+    try:
+        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=LOCAL_TZ)
+    except ValueError:
+        return None
+    return (day + timedelta(days=days_after)).timestamp()
+
+
+@bp.get("/applications")
+def applications() -> str:
+    """Applications filtered by type, course, status, township and date, or searched by name or number."""
+    f = _application_filters()
+    page = max(1, request.args.get("page", 1, type=int))
+    rows = db.list_applications(
+        get_db(), type_=f["type"] or None, course_id=f["course"] or None, status=f["status"] or None,
+        township=f["township"] or None, since=_day_start(f["since"]), until=_day_start(f["until"], 1),
+        search=f["q"][:40] or None, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+    return render_template("console/applications.html", rows=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE,
+                           page=page, f=f, types=APPLICATION_TYPES, statuses=db.STATUSES,
+                           settings=runtime().settings)
+
+
+@bp.get("/applications/export")
+def export_applications() -> Response:
+    """Download applications (of a type and status, if chosen) as csv or xlsx, full numbers included."""
+    fmt = request.args.get("format", "xlsx")
+    if fmt not in ("csv", "xlsx"):
+        abort(400, "导出格式只能是 csv 或 xlsx。")
+    type_ = request.args.get("type") or None
+    status = request.args.get("status") or None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / f"applications.{fmt}"
+        count = export.export_applications(get_db(), runtime().vault, out, fmt, type_, status)
+        data = out.read_bytes()
+    record("导出申请", f"{count} 条（{fmt}，类型 {type_ or '全部'}，状态 {status or '全部'}）")
+    stamp = datetime.now(LOCAL_TZ).strftime("%Y%m%d-%H%M")
+    return send_file(io.BytesIO(data), as_attachment=True, download_name=f"applications-{stamp}.{fmt}",
+                     mimetype="text/csv" if fmt == "csv" else
+                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+
+@bp.get("/applications/<ref>")
+def application(ref: str) -> str:
+    """One application with masked numbers, its status history and the status form."""
+    row = db.get_application(get_db(), ref)
+    if row is None:
+        abort(404)
+    return render_template("console/application.html", a=row, types=APPLICATION_TYPES,
+                           statuses=db.STATUSES)
+
+
+@bp.post("/applications/<ref>/status")
+def change_application_status(ref: str) -> Response:
+    """Change the status with a note; the applicant is told at once through WeChat."""
+    status = request.form.get("status", "")
+    note = request.form.get("note", "").strip()[:300]
+    database = get_db()
+    if status not in db.STATUSES:
+        flash("请选择新的状态。")
+        return redirect(url_for("console.application", ref=ref))
+    openid = db.change_status(database, ref, status, note, g.staff)
+    if openid is None:
+        abort(404)
+    row = db.get_application(database, ref)
+    text = render_template("console/status_notice.txt", a=row, kind=APPLICATION_TYPES.get(row["type"], "申请"))
+    outbox.notify(database, openid, text.strip())
+    runtime().deliver_pending()
+    record("更改申请状态", f"{ref} → {status}" + (f"：{note}" if note else ""))
+    flash(f"状态已改为“{status}”，已通过微信通知申请人。")
+    return redirect(url_for("console.application", ref=ref))

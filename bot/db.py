@@ -1098,3 +1098,12 @@ def announcements_with_jobs(db: Database, limit: int = 20) -> list[dict[str, Any
     return list(db.query(
         "SELECT a.*, j.id AS job_id FROM announcements a LEFT JOIN push_jobs j"
         " ON j.announcement_id = a.id ORDER BY a.id DESC LIMIT ?", [limit]))
+
+
+def application_counts(db: Database, column: str) -> list[dict[str, Any]]:
+    """How many applications per course, township, status or type (the console overview)."""
+    if column not in ("course_name", "township", "status", "type"):
+        raise ValueError(f"cannot count applications by {column}")
+    return list(db.query(
+        f"SELECT {column} AS value, COUNT(*) AS n FROM applications"
+        f" WHERE {column} IS NOT NULL AND {column} != '' GROUP BY {column} ORDER BY n DESC, value"))

@@ -101,7 +101,7 @@ def test_sign_in_sets_a_hardened_cookie_and_lands_on_the_overview(app, client):
 
 
 def test_secret_key_is_generated_owner_only_and_kept(tmp_path):
-    from bot import create_app
+    from tests.conftest import create_app
     settings = make_settings(tmp_path)
     first = create_app(settings)
     key_file = tmp_path / "console.key"
@@ -113,7 +113,7 @@ def test_secret_key_is_generated_owner_only_and_kept(tmp_path):
 
 
 def test_configured_secret_key_is_used(tmp_path):
-    from bot import create_app
+    from tests.conftest import create_app
     app = create_app(make_settings(tmp_path, console={"secret_key": "x" * 40}))
     assert app.secret_key == "x" * 40 and not (tmp_path / "console.key").exists()
     app.extensions["bot"].close()
@@ -127,7 +127,7 @@ def test_wrong_password_is_refused(app, client):
 
 
 def test_lock_out_after_max_failures_even_with_the_right_password(tmp_path):
-    from bot import create_app
+    from tests.conftest import create_app
     app = create_app(make_settings(tmp_path, console={"max_failed_logins": 3, "lockout_minutes": 15}))
     client = app.test_client()
     add_staff(app)
@@ -311,7 +311,7 @@ def test_phone_numbers_in_messages_are_masked_in_the_console(staff_client):
 @pytest.fixture
 def kb_client(tmp_path):
     """A signed-in client on an app whose policies/ is a copy this test may edit."""
-    from bot import create_app
+    from tests.conftest import create_app
     shutil.copytree(ROOT / "policies", tmp_path / "policies")
     app = create_app(make_settings(tmp_path, matcher={"policies_dir": str(tmp_path / "policies")}))
     client = app.test_client()
@@ -449,7 +449,7 @@ def test_empty_audience_cannot_be_sent(staff_client):
 
 
 def test_failed_recipients_are_shown_and_retried(tmp_path, wechat_api):
-    from bot import create_app
+    from tests.conftest import create_app
     from tests.fake_wechat import CUSTOM
     app = create_app(make_settings(tmp_path, wechat={"app_secret": "s3cret", "api_base_url": wechat_api.url},
                                    push={"template_id": "TPL-1", "rate_per_second": 0.0}))
@@ -486,3 +486,100 @@ def test_cancel_stops_a_queued_announcement(app, staff_client):
     progress = staff_client.get(f"/admin/api/announcements/{announcement_id}/progress").get_json()
     assert progress["status"] == "cancelled" and progress["delivered"] == 0
     assert "取消通知" in staff_client.get("/admin/audit").get_data(as_text=True)
+
+
+# --- applications ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def reg_client(tmp_path):
+    """A signed-in client on an app with the registration tests' courses."""
+    from tests.conftest import create_app
+    from tests.test_registration import COURSES
+    app = create_app(make_settings(tmp_path, courses=COURSES))
+    client = app.test_client()
+    add_staff(app)
+    sign_in(client)
+    client.application = app
+    yield client
+    app.extensions["bot"].close()
+
+
+def apply_both(client) -> tuple[str, str]:
+    """A training registration and a loan application, made through the chat."""
+    from tests.test_registration import DK, LOAN_TO_SUMMARY, PX, TRAINING_TO_SUMMARY, converse
+    training = Chat(client, "o-zhang")
+    converse(training, TRAINING_TO_SUMMARY)
+    px = PX.search(training.say("确认")).group()
+    loan = Chat(client, "o-li")
+    converse(loan, LOAN_TO_SUMMARY)
+    dk = DK.search(loan.say("确认")).group()
+    return px, dk
+
+
+def test_applications_are_listed_masked_filtered_and_searched(reg_client):
+    from tests.test_registration import ID, PHONE
+    px, dk = apply_both(reg_client)
+    page = reg_client.get("/admin/applications").get_data(as_text=True)
+    assert px in page and dk in page
+    assert "138****5678" in page and PHONE not in page and ID not in page
+    only_loans = reg_client.get("/admin/applications?type=loan").get_data(as_text=True)
+    assert dk in only_loans and px not in only_loans and "3.5万元" in only_loans
+    by_course = reg_client.get("/admin/applications?course=veg").get_data(as_text=True)
+    assert px in by_course and dk not in by_course
+    by_township = reg_client.get("/admin/applications?township=青山乡").get_data(as_text=True)
+    assert dk in by_township and px not in by_township
+    by_name = reg_client.get("/admin/applications?q=张三").get_data(as_text=True)
+    assert px in by_name and dk not in by_name
+    by_ref = reg_client.get(f"/admin/applications?q={dk[-4:]}").get_data(as_text=True)
+    assert dk in by_ref
+    tomorrow = reg_client.get("/admin/applications?since=2999-01-01").get_data(as_text=True)
+    assert px not in tomorrow and "没有符合条件的申请" in tomorrow
+    overview = reg_client.get("/admin/").get_data(as_text=True)
+    assert "高山蔬菜" in overview and "已提交" in overview and "共 2 份" in overview
+
+
+def test_status_change_is_recorded_and_the_applicant_is_told(reg_client):
+    px, _ = apply_both(reg_client)
+    detail = reg_client.get(f"/admin/applications/{px}").get_data(as_text=True)
+    assert "张三" in detail and "1101**********002X" in detail
+    reg_client.post(f"/admin/applications/{px}/status", data={
+        "status": "已通过", "note": "请12月15日带身份证到青山乡农技站报到", "csrf_token": csrf_from(detail)})
+    inbox = reg_client.get("/simulator/api/inbox?openid=o-zhang").get_json()["messages"]
+    assert len(inbox) == 1
+    assert px in inbox[0]["text"] and "已通过" in inbox[0]["text"]
+    assert "请12月15日带身份证到青山乡农技站报到" in inbox[0]["text"]
+    row = db.get_application(database(reg_client.application), px)
+    assert row["status"] == "已通过"
+    assert [(h["status"], h["actor"]) for h in row["history"]][-1] == ("已通过", "wang")
+    detail = reg_client.get(f"/admin/applications/{px}").get_data(as_text=True)
+    assert detail.count("已通过") >= 2
+    assert f"{px} → 已通过" in reg_client.get("/admin/audit").get_data(as_text=True)
+    status_reply = Chat(reg_client, "o-zhang").say("查询进度")
+    assert "已通过" in status_reply
+
+
+def test_unknown_status_is_refused_and_nobody_is_told(reg_client):
+    px, _ = apply_both(reg_client)
+    token = page_token(reg_client, f"/admin/applications/{px}")
+    reg_client.post(f"/admin/applications/{px}/status", data={"status": "随便", "csrf_token": token})
+    assert db.get_application(database(reg_client.application), px)["status"] == "已提交"
+    assert reg_client.get("/simulator/api/inbox?openid=o-zhang").get_json()["messages"] == []
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_export_downloads_every_application_and_is_audited(reg_client, fmt):
+    from tests.test_registration import PHONE
+    px, dk = apply_both(reg_client)
+    resp = reg_client.get(f"/admin/applications/export?format={fmt}")
+    assert resp.status_code == 200 and f".{fmt}" in resp.headers["Content-Disposition"]
+    if fmt == "csv":
+        text = resp.get_data().decode("utf-8-sig")
+        assert px in text and dk in text and PHONE in text
+    else:
+        import io
+        from openpyxl import load_workbook
+        sheet = load_workbook(io.BytesIO(resp.get_data())).active
+        refs = [row[0].value for row in sheet.iter_rows(min_row=2)]
+        assert sorted(refs) == sorted([px, dk])
+    assert "导出申请" in reg_client.get("/admin/audit").get_data(as_text=True)
