@@ -12,6 +12,7 @@ from werkzeug.serving import make_server
 
 from bot import create_app, db
 from tests.conftest import ROOT, make_settings
+from tests.test_registration import COURSES, PX, TRAINING_TO_SUMMARY
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -44,7 +45,8 @@ class Served:
 def served(tmp_path_factory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("console")
     shutil.copytree(ROOT / "policies", tmp / "policies")
-    app = create_app(make_settings(tmp, matcher={"policies_dir": str(tmp / "policies")}))
+    app = create_app(make_settings(tmp, matcher={"policies_dir": str(tmp / "policies")},
+                                   courses=COURSES))
     assert db.add_staff(db.connect(tmp / "bot.db"), STAFF, generate_password_hash(PASSWORD))
     s = Served(app)
     yield s
@@ -169,6 +171,31 @@ def test_send_an_announcement_watch_progress_and_see_it_on_the_phone(browser, pa
     phone.fill("#openid", "o-news-2")
     phone.dispatch_event("#openid", "change")
     expect(phone.locator("#log .msg.push")).to_contain_text("浏览器测试通知：12月8日茶叶培训开班。")
+    phone.close()
+
+
+def test_approve_an_application_and_the_applicant_is_notified(browser, page, served):
+    for said, expected in TRAINING_TO_SUMMARY:
+        assert expected in send_as(page, served, "o-applicant", said)
+    ref = PX.search(send_as(page, served, "o-applicant", "确认")).group()
+    page.click("nav >> text=申请")
+    page.select_option("select[name=type]", "training")
+    page.fill("input[name=q]", "张三")
+    page.click("button:has-text('筛选')")
+    expect(page.locator("#applications")).to_contain_text("138****5678")
+    page.click(f"a:has-text('{ref}')")
+    page.select_option("select[name=status]", "已通过")
+    page.fill("textarea[name=note]", "请12月15日带身份证报到")
+    page.click("button:has-text('保存并通知申请人')")
+    expect(page.locator(".flash").first).to_contain_text("已通过微信通知申请人")
+    expect(page.locator("#history")).to_contain_text("请12月15日带身份证报到")
+    phone = browser.new_page()
+    phone.set_default_timeout(60000)
+    phone.goto(served.url + "/simulator")
+    phone.fill("#openid", "o-applicant")
+    phone.dispatch_event("#openid", "change")
+    expect(phone.locator("#log .msg.push")).to_contain_text(f"{ref}）状态已更新为：已通过")
+    expect(phone.locator("#log .msg.push")).to_contain_text("请12月15日带身份证报到")
     phone.close()
 
 
