@@ -210,15 +210,20 @@ def test_script_sent_by_a_subscriber_does_not_run_in_the_console(page, served):
         assert page.evaluate("typeof window.__xss") == "undefined", path
     page.goto(served.url + "/admin/conversations/o-attacker")
     expect(page.locator(".chat")).to_contain_text("<script>window.__xss=1</script>")
+    page.click("button:has-text('结束转人工')")
+    expect(page.locator("h1").first).to_contain_text("0 人等待")
 
 
 def test_staff_reply_to_a_hand_off_reaches_the_phone(browser, page, served):
     db.request_human(served.db(), "o-needs-help", "我想找工作人员问问")
+    page.reload()
+    expect(page.locator("#handoff-badge")).to_be_visible()
     page.click("nav >> text=对话")
     page.click("tr:has-text('o-needs-help') >> text=查看并回复")
     page.fill("textarea[name=text]", "您好，我是县人社局小王，请讲。")
     page.click("button:has-text('发送回复')")
     expect(page.locator(".flash").first).to_contain_text("回复已发出")
+    expect(page.locator("#handoff-badge")).to_be_hidden()
     phone = browser.new_page()
     phone.set_default_timeout(60000)
     phone.goto(served.url + "/simulator")

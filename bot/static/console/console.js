@@ -54,3 +54,21 @@ document.addEventListener("DOMContentLoaded", () => {
   const box = document.getElementById("progress");
   if (box && box.dataset.url) watchProgress(box);
 });
+
+// Nav badge: how many users wait for a person ("转人工"), refreshed every 30 seconds.
+async function refreshHandoffs(badge) {
+  try {
+    const resp = await fetch(badge.dataset.url, {credentials: "same-origin"});
+    if (resp.ok) {
+      const n = (await resp.json()).open;
+      badge.textContent = String(n);
+      badge.hidden = n === 0;
+    }
+  } catch (e) { /* offline for a moment: keep the last count */ }
+  setTimeout(() => refreshHandoffs(badge), 30000);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const badge = document.getElementById("handoff-badge");
+  if (badge) refreshHandoffs(badge);
+});
