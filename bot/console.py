@@ -455,7 +455,7 @@ JOB_STATUS = {"queued": "排队中", "running": "发送中", "waiting": "等待�
               "cancelled": "已取消"}
 RECIPIENT_STATUS = {"pending": "待发送", "sending": "发送中", "delivered": "已送达", "failed": "失败",
                     "unknown": "不确定（中断时正在发送）", "cancelled": "已取消"}
-CHANNELS = {"custom": "客服消息", "template": "模板消息", "mass": "群发", "inbox": "模拟器"}
+CHANNELS = {"custom": "客服消息", "template": "模板消息", "mass": "群发", "simulator": "模拟器"}
 AUDIENCE_LABELS = {"all": "全部关注用户", "township": "乡镇申请人", "course": "课程报名人",
                    "loan": "贷款申请人"}
 MAX_ANNOUNCEMENT_CHARS = 600
