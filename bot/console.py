@@ -124,9 +124,14 @@ def nav_items() -> list[tuple[str, str]]:
 
 
 @bp.errorhandler(400)
-def bad_request(error: HTTPException) -> tuple[str, int]:
-    """A refused form (usually an expired CSRF token), in the console's own words."""
-    return render_template("console/error.html", message=error.description or "请求无效"), 400
+@bp.errorhandler(404)
+def console_error(error: HTTPException) -> tuple[str | Response, int]:
+    """Refusals in the console's own words: JSON for /admin/api/*, a page otherwise."""
+    default = "请求无效" if error.code == 400 else "没有找到这个页面或记录"
+    message = error.description if error.code == 400 and error.description else default
+    if _is_api():
+        return jsonify(error=message), error.code or 400
+    return render_template("console/error.html", message=message), error.code or 400
 
 
 def record(action: str, detail: str = "") -> None:

@@ -80,6 +80,21 @@ def test_staff_add_refuses_mismatch_short_password_and_duplicate(tmp_path):
     assert again.exit_code != 0 and "已存在" in again.output
 
 
+def test_staff_password_resets_and_lifts_the_lock(tmp_path):
+    config = write_config(tmp_path)
+    invoke = lambda *args, text: CliRunner().invoke(cli, ["--config", str(config), "staff", *args], input=text)
+    assert invoke("password", "nobody", text="new-pass-123\nnew-pass-123\n").exit_code != 0
+    assert invoke("add", "li", text="s3cret-pass\ns3cret-pass\n").exit_code == 0
+    d = db.connect(tmp_path / "bot.db")
+    db.record_login_failure(d, "li", 1, 900)
+    assert db.locked_until(d, "li")
+    result = invoke("password", "li", text="new-pass-123\nnew-pass-123\n")
+    assert result.exit_code == 0, result.output
+    from werkzeug.security import check_password_hash
+    assert check_password_hash(db.get_staff(d, "li")["password_hash"], "new-pass-123")
+    assert db.locked_until(d, "li") is None
+
+
 def test_no_default_account_exists(client):
     for name, password in [("admin", "admin"), ("admin", "123456"), ("staff", "password")]:
         resp = sign_in(client, name, password)
@@ -200,6 +215,13 @@ def test_posts_without_the_csrf_token_are_refused(app, staff_client):
         assert resp.status_code == 400, path
     # Still signed in: the refusals did nothing.
     assert staff_client.get("/admin/").status_code == 200
+
+
+def test_unknown_records_get_a_chinese_404(staff_client):
+    page = staff_client.get("/admin/applications/PX00000000-0000")
+    assert page.status_code == 404 and "没有找到" in page.get_data(as_text=True)
+    api = staff_client.get("/admin/api/announcements/999/progress")
+    assert api.status_code == 404 and api.get_json()["error"]
 
 
 def test_sign_in_form_needs_the_csrf_token(app, client):
