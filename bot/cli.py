@@ -318,7 +318,7 @@ def echo_summary(database: Any, job_id: int) -> None:
     """The end of a send: counts by channel, each failed openid with its error code."""
     from bot import outbox
     p = outbox.job_progress(database, job_id)
-    click.echo(f"发送结束（任务 #{job_id}，{STATUS_NAMES.get(p['status'], p['status'])}）")
+    click.echo(f"发送任务 #{job_id}：{STATUS_NAMES.get(p['status'], p['status'])}")
     channels = "，".join(f"{CHANNEL_NAMES.get(k, k)} {v}" for k, v in sorted(p["by_channel"].items()))
     click.echo(f"共 {p['total']} 人：送达 {p['delivered']} 人" + (f"（{channels}）" if channels else "")
                + f"，失败 {p['failed']} 人")

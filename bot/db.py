@@ -752,43 +752,55 @@ def next_push_due(db: Database, job_id: int) -> float | None:
 
 
 def mark_push_sending(db: Database, row_id: int, channel: str,
-                      quota: tuple[str, int] | None = None) -> bool:
+                      quota: tuple[str, int] | None = None, expect: str = "pending") -> str:
     """Record the attempt before the call; with quota (day, limit), take one from it too.
 
-    False (and nothing changed) when the day's quota is used up.
+    Returns "ok"; "taken" when the row is no longer in the expected status (another
+    runner has it); "quota" when the day's quota is used up. Only "ok" changes anything.
     """
     with immediate(db):
+        row = db.conn.execute("SELECT status FROM push_recipients WHERE id = ?", (row_id,)).fetchone()
+        if row is None or row[0] != expect:
+            return "taken"
         if quota is not None and not _take_quota(db, quota[0], 1, quota[1]):
-            return False
+            return "quota"
         db.conn.execute(
             "UPDATE push_recipients SET status = 'sending', channel = ?, attempts = attempts + 1,"
             " updated_at = ? WHERE id = ?", (channel, now(), row_id))
-    return True
+    return "ok"
 
 
 def finish_push(db: Database, row_id: int, status: str, channel: str | None = None,
                 errcode: int | None = None, error: str = "", retry_at: float | None = None,
-                refund_day: str | None = None) -> None:
-    """Record a recipient's outcome (pending again with retry_at); refund quota if not sent."""
+                refund_day: str | None = None, expect: str = "sending") -> None:
+    """Record a recipient's outcome (pending again with retry_at); refund quota if not sent.
+
+    Only a row still in the expected status changes, so a runner never overwrites
+    what another one recorded.
+    """
     with immediate(db):
-        db.conn.execute(
+        changed = db.conn.execute(
             "UPDATE push_recipients SET status = ?, channel = COALESCE(?, channel), errcode = ?,"
             " error = ?, next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ?"
-            " WHERE id = ?", (status, channel, errcode, error, retry_at, now(), row_id))
-        if refund_day is not None:
+            " WHERE id = ? AND status = ?",
+            (status, channel, errcode, error, retry_at, now(), row_id, expect)).rowcount
+        if changed and refund_day is not None:
             db.conn.execute("UPDATE push_quota SET used = MAX(used - 1, 0) WHERE day = ?",
                             (refund_day,))
 
 
 def deliver_push_to_inbox(db: Database, row_id: int, openid: str, text: str) -> None:
-    """Demo mode: put the message in the simulator inbox and mark it delivered, atomically."""
+    """Demo mode: put the message in the simulator inbox and mark it delivered, atomically
+    (nothing if another runner already took the row)."""
     t = now()
     with immediate(db):
-        db.conn.execute("INSERT INTO inbox (openid, text, created_at) VALUES (?, ?, ?)",
-                        (openid, text, t))
-        db.conn.execute(
+        claimed = db.conn.execute(
             "UPDATE push_recipients SET status = 'delivered', channel = 'simulator',"
-            " attempts = attempts + 1, updated_at = ? WHERE id = ?", (t, row_id))
+            " attempts = attempts + 1, updated_at = ? WHERE id = ? AND status = 'pending'",
+            (t, row_id)).rowcount
+        if claimed:
+            db.conn.execute("INSERT INTO inbox (openid, text, created_at) VALUES (?, ?, ?)",
+                            (openid, text, t))
 
 
 def queued_for_mass(db: Database, job_id: int) -> list[dict[str, Any]]:
@@ -801,18 +813,20 @@ def queued_for_mass(db: Database, job_id: int) -> list[dict[str, Any]]:
 
 def start_mass_batch(db: Database, job_id: int, row_ids: list[int], batch: str,
                      quota: tuple[str, int]) -> list[int]:
-    """Put rows into a batch as "sending", taking their quota; returns the rows that fit."""
+    """Put pending rows into a batch as "sending", taking their quota; returns the rows taken."""
+    day, limit = quota
+    taken = []
     with immediate(db):
-        day, limit = quota
-        used = _quota_used(db, day)
-        fit = row_ids[:max(limit - used, 0)]
-        if fit:
-            _take_quota(db, day, len(fit), limit)
-            db.conn.executemany(
-                "UPDATE push_recipients SET status = 'sending', batch = ?, attempts = attempts + 1,"
-                " updated_at = ? WHERE id = ? AND job_id = ?",
-                [(batch, now(), r, job_id) for r in fit])
-    return fit
+        for row_id in row_ids:
+            if _quota_used(db, day) >= limit:
+                break
+            if db.conn.execute(
+                    "UPDATE push_recipients SET status = 'sending', batch = ?, attempts = attempts + 1,"
+                    " updated_at = ? WHERE id = ? AND job_id = ? AND status = 'pending'",
+                    (batch, now(), row_id, job_id)).rowcount:
+                _take_quota(db, day, 1, limit)
+                taken.append(row_id)
+    return taken
 
 
 def finish_mass_batch(db: Database, job_id: int, batch: str, status: str,

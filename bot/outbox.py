@@ -117,7 +117,8 @@ def parse_audience(text: str) -> Audience:
 
 
 def audience_openids(database: Database, audience: str) -> list[str]:
-    """The openids an audience means now."""
+    """The openids an audience means now: all subscribers, or applicants (a township is
+    known only from applications) who neither withdrew nor unsubscribed."""
     a = parse_audience(audience)
     if a.kind == "all":
         return db.subscribed_openids(database)
@@ -404,15 +405,18 @@ class _JobRun:
         database = self._db()
         openid = row["openid"]
         if row["subscribed"] == 0:
-            db.finish_push(database, row["id"], "failed", errcode=UNSUBSCRIBED, error="unsubscribed")
+            db.finish_push(database, row["id"], "failed", errcode=UNSUBSCRIBED, error="unsubscribed",
+                           expect="pending")
             return
         if self.api is None:
             db.deliver_push_to_inbox(database, row["id"], openid, self.text)
             return
         seen = row["last_seen_at"]
         in_window = seen is not None and db.now() - seen < WINDOW_SECONDS
+        expect = "pending"
         if row["channel"] in (None, "custom") and in_window:
-            db.mark_push_sending(database, row["id"], "custom")
+            if db.mark_push_sending(database, row["id"], "custom") != "ok":
+                return  # another runner took it over
             failure = self._call(lambda: self.api.send_text(openid, self.text))
             if failure is None:
                 db.finish_push(database, row["id"], "delivered")
@@ -420,20 +424,25 @@ class _JobRun:
             if failure.errcode != OUT_OF_WINDOW:
                 self._settle(database, row, failure)
                 return
+            expect = "sending"  # still ours: carry on with the fallback channel
         if self.push.fallback_channel == "mass":
-            db.finish_push(database, row["id"], "pending", channel="mass")
+            db.finish_push(database, row["id"], "pending", channel="mass", expect=expect)
             return
-        self._send_template(database, row)
+        self._send_template(database, row, expect)
 
-    def _send_template(self, database: Database, row: dict[str, Any]) -> None:
+    def _send_template(self, database: Database, row: dict[str, Any], expect: str) -> None:
         if not self.push.template_id:
             db.finish_push(database, row["id"], "failed", channel="template", errcode=-1,
-                           error="[push] template_id is not configured")
+                           error="[push] template_id is not configured", expect=expect)
             return
         day = quota_day()
-        if not db.mark_push_sending(database, row["id"], "template", (day, self.push.daily_quota)):
+        claim = db.mark_push_sending(database, row["id"], "template", (day, self.push.daily_quota), expect)
+        if claim == "taken":
+            return
+        if claim == "quota":
             db.finish_push(database, row["id"], "pending", channel="template", errcode=None,
-                           error="daily quota used up", retry_at=_next_quota_day_start(db.now()))
+                           error="daily quota used up", retry_at=_next_quota_day_start(db.now()),
+                           expect=expect)
             return
         failure = self._call(lambda: self.api.send_template(
             row["openid"], self.push.template_id, {"content": {"value": self.plain}}, self.url))
@@ -501,7 +510,7 @@ class _JobRun:
         for r in fresh:
             if r["id"] not in fit:
                 db.finish_push(self.database, r["id"], "pending", error="daily quota used up",
-                               retry_at=_next_quota_day_start(db.now()))
+                               retry_at=_next_quota_day_start(db.now()), expect="pending")
         if fit:
             self._drop_old_tags(keep=batch)
             members = [r for r in fresh if r["id"] in fit]

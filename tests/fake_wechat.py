@@ -34,6 +34,7 @@ class FakeWeChat:
         self.errors: dict[str, deque[int]] = defaultdict(deque)
         self.token_lifetime = 7200
         self.fetch_delay = 0.0
+        self.call_delay = 0.0  # seconds every non-token call takes
         self._tokens = itertools.count(1)
         self.valid_tokens: dict[str, float] = {}
         self.out_of_window: set[str] = set()
@@ -106,6 +107,8 @@ class FakeWeChat:
                 return jsonify(errcode=40001, errmsg="invalid credential")
             if time.time() - issued > self.token_lifetime:
                 return jsonify(errcode=42001, errmsg="access_token expired")
+            if self.call_delay:
+                time.sleep(self.call_delay)
             with self._lock:
                 answer = self._answer(path, body or {})
             if held:

@@ -447,3 +447,28 @@ def test_mass_send_limit_is_retried_then_given_up(tmp_path, wechat_api):
     assert len(wechat_api.calls_to(MASS)) == 2 + outbox.MAX_ATTEMPTS
     (failed, _) = outbox.job_recipients(runtime.open_db(), again["job_id"], "failed")
     assert failed["errcode"] == 45009
+
+
+def test_runners_taking_over_expired_leases_never_send_twice(tmp_path, wechat_api):
+    import threading
+    runtime = make_runtime(tmp_path, wechat_api)
+    openids = [f"o-{i:02}" for i in range(40)]
+    add_subscribers(runtime, {o: 1 for o in openids})
+    database = runtime.open_db()
+    job_id = outbox.start_job(database, outbox.create_announcement(database, "x", "", "all", "t"))
+    wechat_api.call_delay = 0.02  # slower than the leases below: runners keep losing the job
+
+    def keep_trying():
+        while outbox.run_job(runtime, job_id, lease_seconds=0.01, senders=2)["pending"]:
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=keep_trying) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    progress = outbox.job_progress(database, job_id)
+    assert max(received(wechat_api).values()) == 1
+    assert progress["delivered"] + progress["unknown"] == 40
+    assert progress["unknown"] > 0  # takeovers did happen mid-send
+    assert set(received(wechat_api)) >= {r["openid"] for r in outbox.job_recipients(database, job_id, "delivered")}
