@@ -8,6 +8,7 @@ from __future__ import annotations
 from bot import db
 from bot.library import Library
 from bot.matcher import Match
+from bot.privacy import mask_text
 from bot.router import Context, Inbound, Reply, Router
 from bot.settings import Settings
 from handlers import answers, menu, texts
@@ -44,7 +45,8 @@ def answer_question(inbound: Inbound, ctx: Context) -> Reply:
     if match.band == "answer":
         return answers.answer_topic(ctx, inbound, match.topic_id)
     best = match.candidates[0].topic_id if match.candidates else None
-    db.record_unanswered(ctx.db, inbound.openid, inbound.text, match.band, best, match.score)
+    # People send their phone or ID number here too (e.g. to a form that timed out).
+    db.record_unanswered(ctx.db, inbound.openid, mask_text(inbound.text), match.band, best, match.score)
     if match.band == "suggest":
         menu.remember_list(ctx, inbound.openid, "suggest", [c.topic_id for c in match.candidates])
         return Reply(text=suggestion_text(match), band="suggest")

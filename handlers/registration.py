@@ -2,13 +2,16 @@
 
 One question per message; the engine in bot/dialogue.py keeps the answers. This module
 holds the wording, the checks' hints and what happens on submission. While a form is
-active it sees every text first (after the always-valid commands); a paused form is left
-alone until the user says "继续报名" / "继续申请".
+active it sees every text before the menu and the matcher, except the menu words, which
+pause it; a paused form is left alone until the user says "继续报名" / "继续申请".
+start_training, start_loan and show_status are also run by the menu (4, 5, 6) and by the
+matcher's service topics (handlers/services.py ACTIONS).
 """
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime
 
 from rapidfuzz import fuzz, process
@@ -30,6 +33,7 @@ TRAINING, LOAN = "training", "loan"
 PREFIX = {TRAINING: "PX", LOAN: "DK"}
 TITLE = {TRAINING: "培训报名", LOAN: "贷款申请"}
 RESUME_WORD = {TRAINING: "继续报名", LOAN: "继续申请"}
+START_WORD = {TRAINING: "报名培训", LOAN: "申请贷款"}
 
 TRAINING_WORDS = ("我要报名培训", "报名培训", "培训报名", "我要报名", "报名", "我要培训")
 LOAN_WORDS = ("我要申请贷款", "申请贷款", "贷款申请", "我要贷款")
@@ -46,7 +50,10 @@ EDIT_PREFIX = re.compile(r"^(我要|我想)?(修改|更改|改一下|改)")
 STAGES = {"running": "已经在经营", "planned": "准备开办"}
 _RUNNING = ("已经", "在经营", "正在", "经营中", "开了", "在做", "运营")
 _PLANNED = ("准备", "计划", "打算", "还没", "筹备", "想开", "新开", "没开")
-_QUESTION = re.compile(r"[?？]|吗$|呢$|怎么|什么|多少|如何|能不能|可不可以|哪里|哪些|为什么")
+# A question typed where an answer was expected: sure signs, and words that are only
+# a question when the knowledge base knows the topic ("买什么设备" is a fine purpose).
+_QUESTION = re.compile(r"[?？]|[吗呢么]$")
+_QUESTION_WORDS = re.compile(r"怎么|什么|多少|如何|能不能|可不可以|哪里|哪些|为什么|咋")
 _TRAILING = re.compile(r"[\s。．.！!，,~～]+$")
 
 
@@ -90,10 +97,12 @@ def show_status(inbound: Inbound, ctx: Context) -> Reply:
 def resume_form(inbound: Inbound, ctx: Context) -> Reply:
     """Continue a paused or expired form where it stopped."""
     word = _plain(inbound.text)
+    # "继续报名" / "继续申请" name the form; "继续填写" takes the most recent one.
+    forms = [kind for kind, resume in RESUME_WORD.items() if resume == word] or list(RESUME_WORD)
     dialogues = _dialogues(ctx, inbound.openid)
-    wanted = [d for d in dialogues if word not in RESUME_WORD.values() or RESUME_WORD[d.form] == word]
+    wanted = [d for d in dialogues if d.form in forms]
     if not wanted:
-        start = "报名培训" if word == RESUME_WORD[TRAINING] else "申请贷款" if word == RESUME_WORD[LOAN] else "报名培训”或“申请贷款"
+        start = "”或“".join(START_WORD[kind] for kind in forms)
         return Reply(text=f"没有可以接着填的内容（超过{ctx.settings.dialogue.resume_hours}小时的会自动清除）。"
                           f"回复“{start}”重新开始。")
     return _resume(wanted[0], dialogues, ctx)
@@ -198,8 +207,8 @@ def _advance(d: Dialogue, raw: str, ctx: Context) -> Reply:
     if d.cancelling:
         if text in YES_WORDS or text in CANCEL_WORDS:
             engine.drop(ctx.db, d)
-            start = "报名培训" if d.form == TRAINING else "申请贷款"
-            return Reply(text=f"已取消{TITLE[d.form]}，填写的内容没有保存。需要时回复“{start}”重新开始。")
+            return Reply(text=f"已取消{TITLE[d.form]}，填写的内容没有保存。"
+                              f"需要时回复“{START_WORD[d.form]}”重新开始。")
         if text in NO_WORDS:
             d.cancelling = False
             return Reply(text="好的，我们接着填。\n\n" + _prompt(d, ctx))
@@ -221,7 +230,8 @@ def _advance(d: Dialogue, raw: str, ctx: Context) -> Reply:
             return Reply(text="好的，请重新输入。\n\n" + _prompt(d, ctx))
     if d.step == SUMMARY:
         return _at_summary(d, text, raw, ctx)
-    check = engine.give(form, d, raw, ctx)
+    # Voice transcripts end with "。"; typed answers often with a stray full stop.
+    check = engine.give(form, d, _TRAILING.sub("", raw.strip()), ctx)
     if check.ok:
         return Reply(text=check.confirm) if check.confirm else _next(d, ctx)
     answered = _policy_answer(raw, d, ctx)
@@ -231,8 +241,8 @@ def _advance(d: Dialogue, raw: str, ctx: Context) -> Reply:
     text = check.hint
     if d.attempts >= ctx.settings.dialogue.max_attempts:
         county = ctx.settings.county
-        text += (f"\n\n填写有困难的话，可以拨打{county.hotline}，或到{county.address}，"
-                 "请工作人员帮您办理；回复“取消”可以先退出。")
+        text += (f"\n\n填写有困难的话，可以回复“转人工”，或拨打{county.hotline}，"
+                 f"也可以到{county.address}请工作人员帮您办理；回复“取消”可以先退出。")
     return Reply(text=text + "\n\n" + _prompt(d, ctx))
 
 
@@ -257,8 +267,6 @@ def _next(d: Dialogue, ctx: Context) -> Reply:
 
 def _policy_answer(raw: str, d: Dialogue, ctx: Context) -> Reply | None:
     """A policy question asked mid-form: answer it, then repeat the pending question."""
-    if ctx.library is None:
-        return None
     match = ctx.library.match(raw)
     if match.band != "answer":
         return None
@@ -390,13 +398,13 @@ def _summary(d: Dialogue, ctx: Context) -> str:
     return "\n".join(lines)
 
 
-def ask_course(ctx: Context, d: Dialogue) -> str:
+def _ask_course(ctx: Context, d: Dialogue) -> str:
     courses = ctx.settings.courses
     lines = [f"{i}. {_course_line(ctx, c)}" for i, c in enumerate(courses, 1)]
     return "请选择要报名的培训课程，回复编号（例如：1）：\n" + "\n".join(lines)
 
 
-def check_course(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_course(text: str, ctx: Context, d: Dialogue) -> Check:
     courses = ctx.settings.courses
     typed = normalize(text).replace(" ", "")
     chosen = None
@@ -419,7 +427,7 @@ def check_course(text: str, ctx: Context, d: Dialogue) -> Check:
     return Check(chosen.id)
 
 
-def ask_reuse(ctx: Context, d: Dialogue) -> str:
+def _ask_reuse(ctx: Context, d: Dialogue) -> str:
     p = _profile(ctx, d.openid) or {}
     return ("还用上次的信息吗？\n"
             f"姓名：{p.get('name', '')}\n手机号：{mask_phone(p.get('phone', ''))}\n"
@@ -428,7 +436,7 @@ def ask_reuse(ctx: Context, d: Dialogue) -> str:
             "回复“是”沿用，回复“否”重新填写。")
 
 
-def check_reuse(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_reuse(text: str, ctx: Context, d: Dialogue) -> Check:
     answer = _yes_no(text)
     if answer is None:
         return Check(hint="请回复“是”沿用上次的信息，或回复“否”重新填写。")
@@ -443,7 +451,9 @@ def _profile(ctx: Context, openid: str) -> dict | None:
     return json.loads(ctx.vault.decrypt(token)) if token else None
 
 
-def check_name(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_name(text: str, ctx: Context, d: Dialogue) -> Check:
+    if _is_reply_word(text):
+        return Check(hint="这里请填写您的姓名，例如：张三。")
     try:
         return Check(parse_name(text))
     except Invalid as exc:
@@ -459,7 +469,7 @@ _PHONE_HINTS = {
 }
 
 
-def check_phone(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_phone(text: str, ctx: Context, d: Dialogue) -> Check:
     try:
         return Check(parse_phone(text))
     except Invalid as exc:
@@ -474,7 +484,7 @@ _ID_HINTS = {
 }
 
 
-def check_id_number(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_id_number(text: str, ctx: Context, d: Dialogue) -> Check:
     today = datetime.fromtimestamp(ctx.now(), db.CHINA_TZ).date()
     try:
         return Check(parse_id_number(text, today))
@@ -482,14 +492,14 @@ def check_id_number(text: str, ctx: Context, d: Dialogue) -> Check:
         return Check(hint=_ID_HINTS[exc.code])
 
 
-def ask_township(ctx: Context, d: Dialogue) -> str:
+def _ask_township(ctx: Context, d: Dialogue) -> str:
     towns = ctx.settings.county.townships
     example = towns[0] if towns else "城关镇"
     listed = f"\n本县乡镇：{'、'.join(towns)}" if towns else ""
     return f"您住在哪个乡镇？（例如：{example}）" + listed
 
 
-def check_township(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_township(text: str, ctx: Context, d: Dialogue) -> Check:
     towns = ctx.settings.county.townships
     try:
         found = match_township(text, towns)
@@ -501,18 +511,18 @@ def check_township(text: str, ctx: Context, d: Dialogue) -> Check:
     return Check(found.name, confirm=f"您说的是“{found.name}”吗？回复“是”确认，或重新输入乡镇名。")
 
 
-def check_village(text: str, ctx: Context, d: Dialogue) -> Check:
-    return _free_text(text, 2, 30, "请输入村（社区）的名字，例如：石门村。")
+def _check_village(text: str, ctx: Context, d: Dialogue) -> Check:
+    return _free_text(text, ctx, 2, 30, "请输入村（社区）的名字，例如：石门村。")
 
 
-def check_returning(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_returning(text: str, ctx: Context, d: Dialogue) -> Check:
     answer = _yes_no(text)
     if answer is None:
         return Check(hint="请回复“是”或“否”。")
     return Check(answer)
 
 
-def ask_amount(ctx: Context, d: Dialogue) -> str:
+def _ask_amount(ctx: Context, d: Dialogue) -> str:
     ceiling = _yuan(ctx.settings.loan.ceiling_yuan)
     return f"您想申请多少贷款？最多{ceiling}。\n（例如：5万、三万五、30000元）"
 
@@ -525,7 +535,7 @@ _AMOUNT_HINTS = {
 }
 
 
-def check_amount(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_amount(text: str, ctx: Context, d: Dialogue) -> Check:
     try:
         amount = parse_amount(text)
     except Invalid as exc:
@@ -536,19 +546,19 @@ def check_amount(text: str, ctx: Context, d: Dialogue) -> Check:
     return Check(amount)
 
 
-def check_purpose(text: str, ctx: Context, d: Dialogue) -> Check:
-    return _free_text(text, 2, 100, "请用一句话说明贷款用途，例如：扩建茶厂、买种苗和饲料。")
+def _check_purpose(text: str, ctx: Context, d: Dialogue) -> Check:
+    return _free_text(text, ctx, 2, 100, "请用一句话说明贷款用途，例如：扩建茶厂、买种苗和饲料。")
 
 
-def check_industry(text: str, ctx: Context, d: Dialogue) -> Check:
-    return _free_text(text, 2, 30, "请说一下您做的行业，例如：茶叶种植、生态养殖、农村电商。")
+def _check_industry(text: str, ctx: Context, d: Dialogue) -> Check:
+    return _free_text(text, ctx, 2, 30, "请说一下您做的行业，例如：茶叶种植、生态养殖、农村电商。")
 
 
-def ask_stage(ctx: Context, d: Dialogue) -> str:
+def _ask_stage(ctx: Context, d: Dialogue) -> str:
     return "项目现在是什么情况？\n1. 已经在经营\n2. 准备开办\n请回复 1 或 2。"
 
 
-def check_stage(text: str, ctx: Context, d: Dialogue) -> Check:
+def _check_stage(text: str, ctx: Context, d: Dialogue) -> Check:
     typed = _plain(text)
     if typed in ("1", "一") or any(w in typed for w in _RUNNING):
         return Check("running")
@@ -557,12 +567,20 @@ def check_stage(text: str, ctx: Context, d: Dialogue) -> Check:
     return Check(hint="请回复 1（已经在经营）或 2（准备开办）。")
 
 
-def _free_text(text: str, shortest: int, longest: int, hint: str) -> Check:
+def _free_text(text: str, ctx: Context, shortest: int, longest: int, hint: str) -> Check:
+    """Any short text, except a reply word ("好的") or a policy question."""
     value = re.sub(r"\s+", " ", normalize(text))
-    # A question typed here is probably about policy, not the answer to this field.
-    if not shortest <= len(value) <= longest or _QUESTION.search(value):
+    if not shortest <= len(value) <= longest or _is_reply_word(value) or _QUESTION.search(value):
+        return Check(hint=hint)
+    if _QUESTION_WORDS.search(value) and ctx.library.match(value).band == "answer":
         return Check(hint=hint)
     return Check(value)
+
+
+def _is_reply_word(text: str) -> bool:
+    """A word that answers the bot ("确认", "好的"), never a name or a place."""
+    typed = _plain(text)
+    return typed in YES_WORDS or typed in NO_WORDS or typed in CONFIRM_WORDS
 
 
 def _yes_no(text: str) -> bool | None:
@@ -574,7 +592,8 @@ def _yes_no(text: str) -> bool | None:
     return None
 
 
-def _ask(text: str):
+def _ask(text: str) -> Callable[[Context, Dialogue], str]:
+    """A prompt that is always the same text."""
     return lambda ctx, d: text
 
 
@@ -583,30 +602,30 @@ def _yes_no_text(value: bool) -> str:
 
 
 IDENTITY = (
-    Field("reuse", ask_reuse, check_reuse),
-    Field("name", _ask("请告诉我您的姓名（例如：张三）。"), check_name, "姓名", ("名字",)),
-    Field("phone", _ask("请输入您的手机号（11位数字）。"), check_phone, "手机号", ("电话", "手机")),
-    Field("id_number", _ask("请输入您的身份证号（18位，最后一位可能是X）。"), check_id_number,
+    Field("reuse", _ask_reuse, _check_reuse),
+    Field("name", _ask("请告诉我您的姓名（例如：张三）。"), _check_name, "姓名", ("名字",)),
+    Field("phone", _ask("请输入您的手机号（11位数字）。"), _check_phone, "手机号", ("电话", "手机")),
+    Field("id_number", _ask("请输入您的身份证号（18位，最后一位可能是X）。"), _check_id_number,
           "身份证号", ("身份证",)),
-    Field("township", ask_township, check_township, "乡镇", ("镇",)),
-    Field("village", _ask("您住在哪个村（社区）？（例如：石门村）"), check_village, "村（社区）",
+    Field("township", _ask_township, _check_township, "乡镇", ("镇",)),
+    Field("village", _ask("您住在哪个村（社区）？（例如：石门村）"), _check_village, "村（社区）",
           ("村", "社区")),
 )
 
 FORMS = {
     TRAINING: Form(TRAINING, (
-        Field("course", ask_course, check_course, "课程", ("培训",)),
+        Field("course", _ask_course, _check_course, "课程", ("培训",)),
         *IDENTITY,
-        Field("returning", _ask("您是返乡农民工吗？回复“是”或“否”。"), check_returning,
+        Field("returning", _ask("您是返乡农民工吗？回复“是”或“否”。"), _check_returning,
               "返乡农民工", ("返乡",), _yes_no_text),
     )),
     LOAN: Form(LOAN, (
-        Field("amount", ask_amount, check_amount, "贷款金额", ("金额", "钱"), _yuan),
-        Field("purpose", _ask("贷款主要用来做什么？（例如：扩建茶厂、买种苗和饲料）"), check_purpose,
+        Field("amount", _ask_amount, _check_amount, "贷款金额", ("金额", "钱"), _yuan),
+        Field("purpose", _ask("贷款主要用来做什么？（例如：扩建茶厂、买种苗和饲料）"), _check_purpose,
               "用途"),
         Field("industry", _ask("您做的是哪个行业？（例如：茶叶种植、生态养殖、农村电商）"),
-              check_industry, "行业"),
-        Field("stage", ask_stage, check_stage, "经营情况", ("情况",), STAGES.__getitem__),
+              _check_industry, "行业"),
+        Field("stage", _ask_stage, _check_stage, "经营情况", ("情况",), STAGES.__getitem__),
         *IDENTITY,
     )),
 }

@@ -12,15 +12,14 @@ import pytest
 from click.testing import CliRunner
 from openpyxl import load_workbook
 
-from bot import create_app, db
+from bot import db
 from bot.cli import cli
 from bot.export import COLUMNS
-from tests.conftest import Chat, make_settings
+from tests.conftest import Chat, create_app, make_settings
 from tests.test_registration import (COURSES, ID, LOAN_TO_SUMMARY, PHONE, TRAINING_TO_SUMMARY,
-                                     converse, library, make_id, shared_library)
+                                     converse, make_id)
 
 ROOT = Path(__file__).resolve().parent.parent
-__all__ = ["library", "shared_library"]  # fixtures: one knowledge base for all tests here
 
 
 @pytest.fixture
