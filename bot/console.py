@@ -31,6 +31,10 @@ from bot.privacy import load_or_create_key
 bp = Blueprint("console", __name__, url_prefix="/admin",
                static_folder="static/console", static_url_path="/static")
 
+NAV_ITEMS = (("console.overview", "概览"), ("console.unanswered", "未答问题"),
+             ("console.knowledge", "知识库"), ("console.applications", "申请"),
+             ("console.announcements", "通知"), ("console.conversations", "对话"),
+             ("console.audit_log", "操作记录"))
 PUBLIC_ENDPOINTS = {"console.login", "console.static"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # China Standard Time, for days on charts and times on screen.
@@ -112,15 +116,9 @@ def csrf_token() -> str:
 
 
 @bp.app_template_global()
-def nav_items() -> list[tuple[str, str]]:
-    """Console sections whose data source is wired in this app."""
-    items = [("console.overview", "概览"), ("console.unanswered", "未答问题"),
-             ("console.knowledge", "知识库"), ("console.applications", "申请"),
-             ("console.announcements", "通知"), ("console.conversations", "对话"),
-             ("console.audit_log", "操作记录")]
-    available = current_app.view_functions
-    return [(e, label) for e, label in items
-            if e in available and (e != "console.knowledge" or runtime().library is not None)]
+def nav_items() -> tuple[tuple[str, str], ...]:
+    """The console's sections for the navigation bar."""
+    return NAV_ITEMS
 
 
 @bp.errorhandler(400)
@@ -128,7 +126,9 @@ def nav_items() -> list[tuple[str, str]]:
 def console_error(error: HTTPException) -> tuple[str | Response, int]:
     """Refusals in the console's own words: JSON for /admin/api/*, a page otherwise."""
     default = "请求无效" if error.code == 400 else "没有找到这个页面或记录"
-    message = error.description if error.code == 400 and error.description else default
+    # Our own aborts carry Chinese text; werkzeug's stock (English) descriptions do not show.
+    custom = error.description if error.description != type(error).description else ""
+    message = custom or default
     if _is_api():
         return jsonify(error=message), error.code or 400
     return render_template("console/error.html", message=message), error.code or 400
@@ -229,8 +229,7 @@ def _local_day(timestamp: float) -> str:
 
 
 def _topic_title(topic_id: str | None) -> str:
-    library = runtime().library
-    topic = library.kb.topics.get(topic_id) if library is not None and topic_id else None
+    topic = runtime().library.kb.topics.get(topic_id) if topic_id else None
     return topic.title if topic else (topic_id or "")
 
 
@@ -257,8 +256,7 @@ def group_similar(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], st
 def unanswered() -> str:
     """Open questions the bot did not understand, grouped by similarity (repeats folded)."""
     rows = db.open_unanswered(get_db())
-    library = runtime().library
-    topics = sorted(library.kb.topics.values(), key=lambda t: t.id) if library is not None else []
+    topics = sorted(runtime().library.kb.topics.values(), key=lambda t: t.id)
     groups = [_fold_repeats(group) for group in group_similar(rows, lambda r: r["question"])]
     return render_template("console/unanswered.html", groups=groups, topics=topics,
                            total=len(rows), topic_title=_topic_title)
@@ -355,13 +353,6 @@ DETAIL_LABELS = {"eligibility": "适用对象", "benefits": "政策内容", "how
                  "documents": "所需材料", "office": "办理地点"}
 
 
-def _library() -> Any:
-    library = runtime().library
-    if library is None:
-        abort(404)
-    return library
-
-
 def _backup_dir() -> Path:
     return runtime().settings.data_dir / "backups" / "policies"
 
@@ -369,7 +360,7 @@ def _backup_dir() -> Path:
 @bp.get("/knowledge")
 def knowledge() -> str:
     """Topics by category, with a search over titles, answers, keywords and examples."""
-    kb = _library().kb
+    kb = runtime().library.kb
     query = request.args.get("q", "").strip()
     sections = []
     for category in kb.categories:
@@ -391,7 +382,7 @@ def _topic_has(topic: Any, query: str) -> bool:
 @bp.route("/knowledge/<topic_id>", methods=["GET", "POST"])
 def topic(topic_id: str) -> str | Response | tuple[str, int]:
     """Edit one topic; saved to its policies/ file (previous version backed up) and live at once."""
-    library = _library()
+    library = runtime().library
     current = library.kb.topics.get(topic_id)
     if current is None:
         abort(404)
@@ -431,7 +422,7 @@ def _lines(text: str) -> list[str]:
 @bp.post("/unanswered/add-example")
 def add_example() -> Response:
     """Teach the bot: add an unanswered question as an example of the chosen topic."""
-    library = _library()
+    library = runtime().library
     database = get_db()
     ids = [int(i) for i in request.form.getlist("id") if i.isdigit()]
     row = db.get_unanswered(database, ids[0]) if ids else None
