@@ -81,8 +81,11 @@ def _edit(policies_dir: Path, backup_dir: Path, settings: MatcherSettings, topic
         new_text = _replace_topic(old_text, topic_id, new_table)
         added = [e for e in new_table.get("examples", []) if e not in table.get("examples", [])]
         warnings = _check(policies_dir, file.name, new_text, settings, added)
-        _backup(file, old_text, backup_dir)
-        _write(file, new_text)
+        try:
+            _backup(file, old_text, backup_dir)
+            _write(file, new_text)
+        except OSError as exc:
+            raise EditError([f"无法写入知识库文件 {file.name}：{exc.strerror}"]) from None
     return warnings
 
 

@@ -375,6 +375,24 @@ def test_topic_edit_is_saved_backed_up_and_answered_at_once(kb_client, tmp_path)
     assert "编辑话题" in kb_client.get("/admin/audit").get_data(as_text=True)
 
 
+def test_topic_edit_keeps_the_rest_of_the_file_as_written(kb_client, tmp_path):
+    import tomllib
+    file = tmp_path / "policies" / "support.toml"
+    before = file.read_text(encoding="utf-8")
+    form = topic_form(kb_client, "support.loan")
+    form["keywords"] += "\n借本钱"
+    assert kb_client.post("/admin/knowledge/support.loan", data=form).status_code == 302
+    after = file.read_text(encoding="utf-8")
+    head = before.split('[topics."support.loan"]')[0]
+    tail = before.split('[topics."support.tax"]')[1]
+    assert after.startswith(head) and after.endswith(tail)
+    old, new = tomllib.loads(before), tomllib.loads(after)
+    assert new["topics"]["support.loan"]["keywords"] == old["topics"]["support.loan"]["keywords"] + ["借本钱"]
+    assert {k: v for k, v in new["topics"].items() if k != "support.loan"} == \
+        {k: v for k, v in old["topics"].items() if k != "support.loan"}
+    assert new["topics"]["support.loan"]["details"] == old["topics"]["support.loan"]["details"]
+
+
 @pytest.mark.parametrize("field,value,problem", [
     ("answer", "请打电话 {phone}", "未知占位符"),
     ("examples", "贷款\n借钱", "至少需要 6 条"),
