@@ -80,7 +80,8 @@ def require_login() -> Response | tuple[Response, int] | None:
     g.staff = None
     if request.endpoint not in PUBLIC_ENDPOINTS:
         name = session.get("staff")
-        if not name or db.get_staff(get_db(), name) is None:
+        staff = db.get_staff(get_db(), name) if name else None
+        if staff is None or session.get("since", 0) <= (staff["sessions_valid_after"] or 0):
             session.pop("staff", None)
             if _is_api():
                 return jsonify(error="请先登录"), 401
@@ -159,6 +160,7 @@ def login() -> str | Response:
             session.clear()  # a new session id and CSRF token after sign-in
             session.permanent = True
             session["staff"] = username
+            session["since"] = time.time()
             db.record_login_success(database, username)
             db.audit(database, username, "登录")
             return redirect(_safe_next(next_url))
@@ -175,6 +177,7 @@ def login() -> str | Response:
 def logout() -> Response:
     """Sign out."""
     record("退出登录")
+    db.end_sessions(get_db(), g.staff)
     session.clear()
     return redirect(url_for("console.login"))
 

@@ -930,9 +930,11 @@ def _take_quota(db: Database, day: str, n: int, limit: int) -> bool:
 
 @migrations()
 def m003_console(db: Database) -> None:
+    # Sessions are signed cookies; those issued before sessions_valid_after (set at sign-out
+    # and password change) are refused, so a copied cookie dies with the session.
     db["staff"].create({
         "id": int, "username": str, "password_hash": str, "created_at": float,
-        "last_login_at": float,
+        "last_login_at": float, "sessions_valid_after": float,
     }, pk="id", not_null={"username", "password_hash", "created_at"})
     db["staff"].create_index(["username"], unique=True)
     # Failed sign-ins per typed user name (known or not, so lock-out reveals nothing).
@@ -962,9 +964,9 @@ def add_staff(db: Database, username: str, password_hash: str) -> bool:
 
 
 def set_staff_password(db: Database, username: str, password_hash: str) -> bool:
-    """Replace a staff member's password hash; False when there is no such account."""
-    cur = db.conn.execute("UPDATE staff SET password_hash = ? WHERE username = ?",
-                          (password_hash, username))
+    """Replace a staff member's password hash and end their sessions; False if no such account."""
+    cur = db.conn.execute("UPDATE staff SET password_hash = ?, sessions_valid_after = ?"
+                          " WHERE username = ?", (password_hash, now(), username))
     db.conn.commit()
     return cur.rowcount > 0
 
@@ -973,6 +975,12 @@ def get_staff(db: Database, username: str) -> dict[str, Any] | None:
     """A staff account by user name."""
     rows = list(db.query("SELECT * FROM staff WHERE username = ?", [username]))
     return rows[0] if rows else None
+
+
+def end_sessions(db: Database, username: str) -> None:
+    """Refuse every session the staff member signed in with so far (sign-out)."""
+    db.conn.execute("UPDATE staff SET sessions_valid_after = ? WHERE username = ?", (now(), username))
+    db.conn.commit()
 
 
 def locked_until(db: Database, username: str) -> float | None:

@@ -168,10 +168,16 @@ def test_sign_in_only_redirects_within_the_console(app, client):
     assert sign_in(client, next_url="/admin/audit").headers["Location"].endswith("/admin/audit")
 
 
-def test_sign_out_ends_the_session(staff_client):
+def test_sign_out_ends_the_session_even_for_a_copied_cookie(staff_client):
+    copied = staff_client.get_cookie("cyt_console").value
     resp = staff_client.post("/admin/logout", data={"csrf_token": page_token(staff_client)})
     assert resp.status_code == 302
     assert staff_client.get("/admin/").status_code == 302
+    staff_client.set_cookie("cyt_console", copied)
+    assert staff_client.get("/admin/").status_code == 302
+    assert staff_client.get("/admin/api/handoffs").status_code == 401
+    assert sign_in(staff_client).status_code == 302  # signing in again works
+    assert staff_client.get("/admin/").status_code == 200
 
 
 # --- anonymous visitors and CSRF ----------------------------------------------------------
