@@ -296,6 +296,15 @@ def conversations() -> str:
                            conversations=db.recent_conversations(database))
 
 
+@bp.get("/conversations/find")
+def find_conversation() -> Response:
+    """Jump to one subscriber's conversation by openid."""
+    openid = request.args.get("openid", "").strip()[:64]
+    if not openid:
+        return redirect(url_for("console.conversations"))
+    return redirect(url_for("console.conversation", openid=openid))
+
+
 @bp.get("/conversations/<openid>")
 def conversation(openid: str) -> str:
     """One subscriber's recent messages, with a reply box."""

@@ -307,6 +307,12 @@ def test_staff_reply_reaches_the_user_and_closes_the_hand_off(app, staff_client)
     assert staff_client.get("/admin/api/handoffs").get_json() == {"open": 0}
 
 
+def test_a_conversation_is_found_by_openid(staff_client):
+    Chat(staff_client, "o-find-me").say("培训在哪里")
+    resp = staff_client.get("/admin/conversations/find?openid=o-find-me", follow_redirects=True)
+    assert "培训在哪里" in resp.get_data(as_text=True)
+
+
 def test_empty_reply_is_refused_with_a_message(app, staff_client):
     resp = staff_client.post("/admin/conversations/o-help/reply",
                              data={"text": "  ", "csrf_token": page_token(staff_client)},
