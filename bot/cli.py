@@ -55,22 +55,35 @@ def run_dev(settings: Settings) -> None:
 @click.pass_obj
 def serve(settings: Settings, workers: int | None, bind: str | None) -> None:
     """Run under gunicorn for production. Example: python run.py serve --workers 4"""
-    from gunicorn.app.base import BaseApplication
-
     app = make_app(settings)
-    options = {
-        "bind": bind or f"{settings.server.host}:{settings.server.port}",
-        "workers": workers or settings.server.workers,
+    run_gunicorn(app, gunicorn_options(bind or f"{settings.server.host}:{settings.server.port}",
+                                       workers or settings.server.workers))
+
+
+def gunicorn_options(bind: str, workers: int) -> dict[str, Any]:
+    """gunicorn settings for `serve`; bench/webhook.py runs its baseline app with the same."""
+    return {
+        "bind": bind,
+        "workers": workers,
         "worker_class": "gthread",
         "threads": 4,
         "timeout": 30,
         "accesslog": None,
+        # gunicorn >= 25 opens a control socket at one per-user path, so a second
+        # instance on the host (another county, the benchmark) would take it over.
+        "control_socket_disable": True,
     }
+
+
+def run_gunicorn(app: Any, options: dict[str, Any]) -> None:
+    """Serve a WSGI app under gunicorn until it is stopped."""
+    from gunicorn.app.base import BaseApplication
 
     class Gunicorn(BaseApplication):
         def load_config(self) -> None:
             for key, value in options.items():
-                self.cfg.set(key, value)
+                if key in self.cfg.settings:  # older gunicorn lacks newer settings
+                    self.cfg.set(key, value)
 
         def load(self) -> Any:
             return app

@@ -8,6 +8,7 @@ personal data, so the dialogue row holds them encrypted with the Vault.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,8 @@ from sqlite_utils import Database
 from bot import db as storage
 from bot.privacy import Vault
 from bot.router import Context
+
+logger = logging.getLogger(__name__)
 
 SUMMARY = "@summary"  # the step after the last field: show everything, wait for confirmation
 
@@ -178,7 +181,16 @@ def is_resumable(dialogue: Dialogue, now: float, resume_seconds: float) -> bool:
 
 def load_all(database: Database, vault: Vault, openid: str) -> list[Dialogue]:
     """The user's dialogues (at most one per form), most recently touched first."""
-    return [_from_row(row, vault) for row in storage.load_dialogues(database, openid)]
+    dialogues = []
+    for row in storage.load_dialogues(database, openid):
+        try:
+            dialogues.append(_from_row(row, vault))
+        except ValueError:
+            # Encrypted under another key (the key was replaced): unusable, so start afresh
+            # rather than failing every message this user sends.
+            logger.warning("dropped a %s dialogue that cannot be decrypted", row["form"])
+            storage.delete_dialogue(database, row["openid"], row["form"])
+    return dialogues
 
 
 def save(database: Database, vault: Vault, dialogue: Dialogue, now: float) -> None:

@@ -241,8 +241,13 @@ def _next_quota_day_start(at: float) -> float:
 
 def send_in_background(sender: Sender, job_id: int, **options: Any) -> threading.Thread:
     """Run a job in a daemon thread (the console's way); options as for run_job."""
-    thread = threading.Thread(target=run_job, args=(sender, job_id), kwargs=options,
-                              name=f"push-job-{job_id}", daemon=True)
+    def run_logged() -> None:
+        try:
+            run_job(sender, job_id, **options)
+        except Exception:  # the thread has no caller to raise to; the job resumes later
+            logger.exception("push job %s stopped", job_id)
+
+    thread = threading.Thread(target=run_logged, name=f"push-job-{job_id}", daemon=True)
     thread.start()
     return thread
 
@@ -281,7 +286,11 @@ def run_job(sender: Sender, job_id: int, *, senders: int = 4, backoff: float = 2
                         stop or threading.Event()).run(max_wait)
         finally:
             db.release_push_job(database, job_id, runner)
-        return {**job_progress(database, job_id), "ran": True}
+        progress = job_progress(database, job_id)
+        logger.info("push job %s %s: %s delivered, %s failed, %s unknown, %s pending", job_id,
+                    progress["status"], progress["delivered"], progress["failed"],
+                    progress["unknown"], progress["pending"])
+        return {**progress, "ran": True}
     finally:
         database.close()
 

@@ -1,6 +1,8 @@
 """Personal data: masking for screens and logs, encryption at rest."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import re
@@ -44,6 +46,16 @@ class Vault:
 
     def __init__(self, key: str | bytes):
         self._fernet = Fernet(key)
+        # A separate key for fingerprints, derived so one configured key still suffices.
+        raw = key.encode("ascii") if isinstance(key, str) else key
+        self._fingerprint_key = hashlib.sha256(b"cyt-fingerprint:" + raw).digest()
+
+    def fingerprint(self, plain: str) -> str:
+        """A keyed hash to find equal values (the same ID number) without decrypting them.
+
+        Unlike a plain hash it cannot be reversed by trying every birth date and sequence.
+        """
+        return hmac.new(self._fingerprint_key, plain.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def encrypt(self, plain: str) -> str:
         """Encrypt a string; the token is ASCII and safe to store in a TEXT column."""

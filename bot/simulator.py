@@ -8,26 +8,41 @@ from bot.phone import Phone
 
 bp = Blueprint("simulator", __name__, url_prefix="/simulator")
 
+# Events a subscriber's phone can produce from the page: following the account and the
+# custom menu's two button types.
+_EVENTS = {"subscribe", "unsubscribe", "CLICK", "VIEW"}
+_MAX_OPENID = 64
+_MAX_TEXT = 2000
+
 
 @bp.get("")
 @bp.get("/")
 def page() -> str:
-    """The chat page."""
-    return render_template("simulator/index.html", settings=runtime().settings)
+    """The chat page, with the custom menu from settings."""
+    settings = runtime().settings
+    return render_template("simulator/index.html", settings=settings, menu=settings.menu[:3])
 
 
 @bp.post("/api/send")
 def send() -> Response | tuple[Response, int]:
-    """Send a text or a menu click as a subscriber; returns the bot's reply."""
-    data = request.get_json(silent=True) or {}
-    openid = str(data.get("openid") or "").strip()[:64]
-    if not openid:
-        return jsonify(error="请先填写用户 openid"), 400
+    """Send a text or an event (subscribe, menu click) as a subscriber; returns the reply."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        return jsonify(error="请求格式不对"), 400
+    openid = str(data.get("openid") or "").strip()
+    if not openid or len(openid) > _MAX_OPENID:
+        return jsonify(error="请先填写用户 openid（不超过 64 个字符）"), 400
     phone = Phone(current_app, runtime().settings)
     if data.get("event"):
-        reply = phone.send_event(openid, str(data["event"]), str(data.get("key") or ""))
+        event = str(data["event"])
+        if event not in _EVENTS:
+            return jsonify(error="不支持的事件"), 400
+        reply = phone.send_event(openid, event, str(data.get("key") or "")[:1000])
     else:
-        reply = phone.send_text(openid, str(data.get("text") or ""))
+        text = str(data.get("text") or "").strip()
+        if not text:
+            return jsonify(error="请输入内容"), 400
+        reply = phone.send_text(openid, text[:_MAX_TEXT])
     return jsonify(reply=reply)
 
 

@@ -8,7 +8,7 @@ from wechatpy.exceptions import InvalidSignatureException
 
 from bot import db as storage
 from bot import wechat
-from bot import get_db, runtime as current_runtime
+from bot import runtime as current_runtime
 from bot.privacy import mask_text
 from bot.router import Inbound, Reply
 from bot.runtime import Runtime
@@ -81,7 +81,9 @@ def _encrypt(runtime: Runtime, xml: str) -> str:
 
 def _dispatch_once(runtime: Runtime, inbound: Inbound) -> Reply:
     """Process each message once however often WeChat retries it."""
-    database = get_db()
+    # The thread's long-lived connection: opening one per request (WAL pragma and all)
+    # cost about as much as the rest of the storage work together.
+    database = runtime.connect()
     seen = storage.remember_message(database, inbound.dedupe_key, inbound.openid, inbound.msg_id,
                                     inbound.msg_type, mask_text(inbound.content))
     if seen is not None:

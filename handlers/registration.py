@@ -169,7 +169,8 @@ def _start(kind: str, inbound: Inbound, ctx: Context) -> Reply:
         return Reply(text=f"目前没有开放报名的培训课程。有新课程会在这里通知，也可以打电话问："
                           f"{ctx.settings.county.hotline}")
     paused_note = _pause_others(dialogues, kind, ctx)
-    answers = {} if db.load_profile(ctx.db, inbound.openid) else {"reuse": False}
+    # "Use last time's details?" only makes sense when there are some.
+    answers = {} if _profile(ctx, inbound.openid) else {"reuse": False}
     form = FORMS[kind]
     dialogue = engine.begin(form, inbound.openid, ctx.now(), answers)
     engine.save(ctx.db, ctx.vault, dialogue, ctx.now())
@@ -300,6 +301,7 @@ def _submit(d: Dialogue, ctx: Context) -> Reply:
         "type": d.form, "openid": d.openid, "name": a["name"],
         "phone_enc": vault.encrypt(a["phone"]), "phone_masked": mask_phone(a["phone"]),
         "id_enc": vault.encrypt(a["id_number"]), "id_masked": mask_id(a["id_number"]),
+        "id_fingerprint": vault.fingerprint(a["id_number"]),
         "township": a["township"], "village": a["village"],
     }
     capacity = None
@@ -317,6 +319,9 @@ def _submit(d: Dialogue, ctx: Context) -> Reply:
     engine.drop(ctx.db, d)
     row = result.application
     if not result.created:
+        if row["openid"] != d.openid:  # same ID number from another WeChat account: no details
+            return Reply(text=f"这个身份证号已经有一份{TITLE[d.form]}正在办理，不用重复提交。"
+                              f"有疑问请打电话：{ctx.settings.county.hotline}")
         return Reply(text="您已经有一份同样的申请正在办理，不用重复提交：\n\n" + _describe(row))
     identity = {k: a[k] for k in ("name", "phone", "id_number", "township", "village")}
     db.save_profile(ctx.db, d.openid, vault.encrypt(json.dumps(identity, ensure_ascii=False)), ctx.now())
@@ -448,7 +453,10 @@ def _check_reuse(text: str, ctx: Context, d: Dialogue) -> Check:
 
 def _profile(ctx: Context, openid: str) -> dict | None:
     token = db.load_profile(ctx.db, openid)
-    return json.loads(ctx.vault.decrypt(token)) if token else None
+    try:
+        return json.loads(ctx.vault.decrypt(token)) if token else None
+    except ValueError:  # saved under a replaced key: ask the questions again
+        return None
 
 
 def _check_name(text: str, ctx: Context, d: Dialogue) -> Check:

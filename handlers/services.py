@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
+from bot import outbox
 from bot.router import Context, Inbound, Reply, Router
 from handlers import registration, texts
 
@@ -16,10 +18,27 @@ def contact(inbound: Inbound, ctx: Context) -> Reply:
     return Reply(text=texts.contact(ctx.settings), topic="service.contact", band="answer")
 
 
+@router.click("MENU_NEWS")
+@router.keyword("最新通知", "通知", "公告", "通知公告", "最新消息")
+def announcements(inbound: Inbound, ctx: Context) -> Reply:
+    """The latest announcements staff published to this user (newest first)."""
+    rows = outbox.list_recent_announcements(ctx.db, limit=3, openid=inbound.openid)
+    if not rows:
+        return Reply(text="最近没有新通知。有新通知会第一时间推送给您。\n回复“菜单”看看还能办什么。",
+                     topic="service.announcements", band="answer")
+    items = []
+    for row in rows:
+        day = datetime.fromtimestamp(row["created_at"], outbox.CHINA).strftime("%m月%d日")
+        items.append(f"【{day}】{outbox.message_text(row['text'], row['url'])}")
+    return Reply(text="最新通知：\n\n" + "\n\n".join(items), topic="service.announcements",
+                 band="answer")
+
+
 # Topic id -> what the bot does when a question or menu entry lands on that topic.
 ACTIONS: dict[str, Callable[[Inbound, Context], Reply]] = {
     "service.contact": contact,
     "service.apply-training": registration.start_training,
     "service.apply-loan": registration.start_loan,
     "service.status": registration.show_status,
+    "service.announcements": announcements,
 }

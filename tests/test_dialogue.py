@@ -194,3 +194,19 @@ def test_dialogue_round_trips_through_sqlite_encrypted(tmp_path):
     assert (again.step, again.answers, again.history, again.updated_at) == ("b", {"a": 11010519491231}, [["a"]], 6.0)
     engine.drop(database, again)
     assert engine.load_all(database, vault, "o1") == []
+
+
+def test_id_fingerprints_match_only_under_the_same_key():
+    key = Fernet.generate_key()
+    one, same, other = Vault(key), Vault(key.decode()), Vault(Fernet.generate_key())
+    print_ = one.fingerprint("11010519491231002X")
+    assert print_ == same.fingerprint("11010519491231002X") != one.fingerprint("440524188001010014")
+    assert print_ != other.fingerprint("11010519491231002X") and "1101" not in print_
+
+
+def test_dialogue_under_a_replaced_key_is_dropped_not_fatal(tmp_path, caplog):
+    db.migrate(tmp_path / "t.db")
+    database = db.connect(tmp_path / "t.db")
+    engine.save(database, Vault(Fernet.generate_key()), engine.begin(FORM, "o1", 5.0), 5.0)
+    assert engine.load_all(database, Vault(Fernet.generate_key()), "o1") == []
+    assert database["dialogues"].count == 0 and "cannot be decrypted" in caplog.text

@@ -72,6 +72,11 @@ def database(settings):
     database.close()
 
 
+def as_person(turns: list[tuple[str, str]], n: int) -> list[tuple[str, str]]:
+    """The same conversation by another person: own ID card number."""
+    return [(make_id(n) if said in (ID, make_id(999)) else said, expected) for said, expected in turns]
+
+
 def converse(chat: Chat, turns: list[tuple[str, str]]) -> list[str]:
     """Say each text and check the reply contains the expected piece; returns the replies."""
     replies = []
@@ -144,7 +149,7 @@ def test_references_count_up_per_day_and_type(app, client):
     refs = []
     for i in range(3):
         chat = Chat(client, f"o-seq-{i}")
-        converse(chat, TRAINING_TO_SUMMARY)
+        converse(chat, as_person(TRAINING_TO_SUMMARY, i))
         refs.append(PX.search(chat.say("确认")).group())
     loan = Chat(client, "o-seq-loan")
     converse(loan, LOAN_TO_SUMMARY)
@@ -419,10 +424,22 @@ def test_duplicate_submitted_elsewhere_meanwhile_is_not_stored_twice(chat, datab
     assert database["applications"].count == 1 and database["dialogues"].count == 0
 
 
+def test_same_id_number_from_another_account_is_not_stored_twice(client, database):
+    first, second = Chat(client, "o-me"), Chat(client, "o-my-sons-phone")
+    converse(first, LOAN_TO_SUMMARY)
+    ref = DK.search(first.say("确认")).group()
+    converse(second, LOAN_TO_SUMMARY)
+    reply = second.say("确认")
+    assert "这个身份证号已经有一份贷款申请正在办理" in reply and ref not in reply and HOTLINE in reply
+    assert database["applications"].count == 1
+    converse(second, TRAINING_TO_SUMMARY)
+    assert PX.search(second.say("确认"))  # a different kind of application is fine
+
+
 def test_full_course_puts_applicant_on_waiting_list(client):
     chats = [Chat(client, f"o-wait-{i}") for i in range(3)]
     for chat in chats:
-        turns = [(t, e) for t, e in TRAINING_TO_SUMMARY]
+        turns = as_person(TRAINING_TO_SUMMARY, chats.index(chat))
         turns[1] = ("茶叶", "姓名")  # course 1 has one seat
         converse(chat, turns)
     assert "候补" not in chats[0].say("确认")
@@ -466,7 +483,7 @@ def test_status_query_shows_each_application_with_staff_note(chat, database):
 def test_staff_verbs_filter_get_and_change(client, database):
     for i, (course, town) in enumerate([("1", "石桥镇"), ("2", "青山乡"), ("2", "石桥镇")]):
         chat = Chat(client, f"o-staff-{i}")
-        turns = list(TRAINING_TO_SUMMARY)
+        turns = as_person(TRAINING_TO_SUMMARY, i)
         turns[1], turns[2], turns[5] = (course, "姓名"), (f"张{'一二三'[i]}", "手机号"), (town, "村")
         converse(chat, turns)
         chat.say("确认")
