@@ -23,6 +23,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 STAFF, PASSWORD = "wang", "browser-pass-42"
+BOT_BUBBLES = ".row.bot:not(.push) .msg"
+PUSHES = ".row.push .msg"
 XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=1">'
 
 
@@ -90,16 +92,26 @@ def send_as(page, served: Served, openid: str, text: str) -> str:
     return resp.json()["reply"]
 
 
-def ask_on_phone(browser, served: Served, openid: str, text: str):
-    """Type a question on the simulator page; returns the page (the reply is the last bubble)."""
+def open_phone(browser, served: Served, openid: str):
+    """The simulator page, switched to a subscriber."""
     phone = browser.new_page(viewport={"width": 400, "height": 800})
     phone.set_default_timeout(60000)
     phone.goto(served.url + "/simulator")
+    phone.click("#who")
     phone.fill("#openid", openid)
-    phone.dispatch_event("#openid", "change")
+    phone.click("#user-form button[type=submit]")
+    expect(phone.locator("#who-name")).to_have_text(openid)
+    if phone.locator("#text").is_hidden():
+        phone.click("#to-keyboard")
+    return phone
+
+
+def ask_on_phone(browser, served: Served, openid: str, text: str):
+    """Type a question on the simulator page; returns the page (the reply is the last bubble)."""
+    phone = open_phone(browser, served, openid)
     phone.fill("#text", text)
     phone.click("#send")
-    expect(phone.locator("#log .msg.bot")).to_have_count(1)
+    expect(phone.locator(BOT_BUBBLES)).to_have_count(1)
     return phone
 
 
@@ -133,7 +145,7 @@ def test_edit_a_topic_and_the_bot_answers_with_the_new_text(browser, page, serve
     expect(page.locator(".flash").first).to_contain_text("已保存")
     expect(page.locator("#preview")).to_contain_text("个人最高8万元。咨询电话 0000-12345678")
     phone = ask_on_phone(browser, served, "o-browser-loan", "创业贷款能贷好多")
-    expect(phone.locator("#log .msg.bot").last).to_contain_text("浏览器里改的新答案：小额贴息贷款个人最高8万元")
+    expect(phone.locator(BOT_BUBBLES).last).to_contain_text("浏览器里改的新答案：小额贴息贷款个人最高8万元")
     phone.close()
     assert "浏览器里改的新答案" in (served.policies / "support.toml").read_text(encoding="utf-8")
 
@@ -165,12 +177,8 @@ def test_send_an_announcement_watch_progress_and_see_it_on_the_phone(browser, pa
     total = int(page.locator("#n-total").inner_text())
     assert total >= 2 and page.locator("#n-delivered").inner_text() == str(total)
     expect(page.locator("#recipients")).to_contain_text("o-news-1")
-    phone = browser.new_page()
-    phone.set_default_timeout(60000)
-    phone.goto(served.url + "/simulator")
-    phone.fill("#openid", "o-news-2")
-    phone.dispatch_event("#openid", "change")
-    expect(phone.locator("#log .msg.push")).to_contain_text("浏览器测试通知：12月8日茶叶培训开班。")
+    phone = open_phone(browser, served, "o-news-2")
+    expect(phone.locator(PUSHES)).to_contain_text("浏览器测试通知：12月8日茶叶培训开班。")
     phone.close()
 
 
@@ -189,13 +197,9 @@ def test_approve_an_application_and_the_applicant_is_notified(browser, page, ser
     page.click("button:has-text('保存并通知申请人')")
     expect(page.locator(".flash").first).to_contain_text("已通过微信通知申请人")
     expect(page.locator("#history")).to_contain_text("请12月15日带身份证报到")
-    phone = browser.new_page()
-    phone.set_default_timeout(60000)
-    phone.goto(served.url + "/simulator")
-    phone.fill("#openid", "o-applicant")
-    phone.dispatch_event("#openid", "change")
-    expect(phone.locator("#log .msg.push")).to_contain_text(f"{ref}）状态已更新为：已通过")
-    expect(phone.locator("#log .msg.push")).to_contain_text("请12月15日带身份证报到")
+    phone = open_phone(browser, served, "o-applicant")
+    expect(phone.locator(PUSHES)).to_contain_text(f"{ref}）状态已更新为：已通过")
+    expect(phone.locator(PUSHES)).to_contain_text("请12月15日带身份证报到")
     phone.close()
 
 
@@ -224,12 +228,8 @@ def test_staff_reply_to_a_hand_off_reaches_the_phone(browser, page, served):
     page.click("button:has-text('发送回复')")
     expect(page.locator(".flash").first).to_contain_text("回复已发出")
     expect(page.locator("#handoff-badge")).to_be_hidden()
-    phone = browser.new_page()
-    phone.set_default_timeout(60000)
-    phone.goto(served.url + "/simulator")
-    phone.fill("#openid", "o-needs-help")
-    phone.dispatch_event("#openid", "change")
-    expect(phone.locator("#log .msg.push")).to_contain_text("您好，我是县人社局小王，请讲。")
+    phone = open_phone(browser, served, "o-needs-help")
+    expect(phone.locator(PUSHES)).to_contain_text("您好，我是县人社局小王，请讲。")
     phone.close()
 
 
