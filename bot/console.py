@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from flask import (Blueprint, Response, abort, current_app, flash, g, jsonify, redirect, render_template,
+from flask import (Blueprint, Response, abort, flash, g, jsonify, redirect, render_template,
                    request, send_file, session, url_for)
 from flask.sansio.blueprints import BlueprintSetupState
 from rapidfuzz import fuzz, process
