@@ -46,6 +46,7 @@ def run_dev(settings: Settings) -> None:
     app = make_app(settings)
     host, port = settings.server.host, settings.server.port
     click.echo(f"创业通已启动: http://{host}:{port}/simulator  (webhook: /wechat)")
+    app.extensions["bot"].start_courier()
     app.run(host=host, port=port, threaded=True, use_reloader=False)
 
 
@@ -56,8 +57,11 @@ def run_dev(settings: Settings) -> None:
 def serve(settings: Settings, workers: int | None, bind: str | None) -> None:
     """Run under gunicorn for production. Example: python run.py serve --workers 4"""
     app = make_app(settings)
-    run_gunicorn(app, gunicorn_options(bind or f"{settings.server.host}:{settings.server.port}",
-                                       workers or settings.server.workers))
+    options = gunicorn_options(bind or f"{settings.server.host}:{settings.server.port}",
+                               workers or settings.server.workers)
+    # Threads don't survive gunicorn's fork: each worker starts its own courier.
+    options["post_worker_init"] = lambda worker: app.extensions["bot"].start_courier()
+    run_gunicorn(app, options)
 
 
 def gunicorn_options(bind: str, workers: int) -> dict[str, Any]:

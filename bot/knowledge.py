@@ -103,6 +103,9 @@ def fill_placeholders(text: str, county: CountySettings) -> str:
 def load_knowledge(path: Path) -> KnowledgeBase:
     """Read every policies/*.toml under path; raise KnowledgeError on the first problem."""
     kb, problems = _read(Path(path))
+    if len(problems) > 1:
+        raise KnowledgeError(f"{problems[0]}（另有 {len(problems) - 1} 个问题，"
+                             "运行 python run.py policies check 查看全部）")
     if problems:
         raise KnowledgeError(problems[0])
     return kb
@@ -115,6 +118,8 @@ def check_knowledge(path: Path, settings: MatcherSettings) -> list[str]:
 
     path = Path(path)
     kb, problems = _read(path)
+    if not path.is_dir():
+        return problems
     for topic_id in CONTRACT_IDS:
         if topic_id not in kb.topics:
             problems.append(f"{path}: 缺少规格约定的话题 {topic_id}（见 shared/policy-spec.md）")
@@ -141,7 +146,7 @@ def _read(path: Path) -> tuple[KnowledgeBase, list[str]]:
     topics: dict[str, Topic] = {}
     categories: list[Category] = []
     synonyms: dict[str, str] = {}
-    seen_in: dict[str, str] = {}
+    seen_in: dict[str, str] = {}  # topic id -> file name
     if not path.is_dir():
         return KnowledgeBase({}, (), {}, path), [f"{path}: 知识库目录不存在"]
     fingerprint = _fingerprint(path)
@@ -165,12 +170,7 @@ def _read(path: Path) -> tuple[KnowledgeBase, list[str]]:
                             f"{', '.join(CATEGORY_IDS)} 之一（或 {SYNONYMS_FILE}）")
             continue
         category = _read_category(source, data, problems)
-        for topic in _read_topics(source, data, problems):
-            if topic.id in seen_in:
-                problems.append(f"{source.at(topic.id)}: 话题 id {topic.id} 重复"
-                                f"（已在 {seen_in[topic.id]} 中定义）")
-                continue
-            seen_in[topic.id] = file.name
+        for topic in _read_topics(source, data, problems, seen_in):
             topics[topic.id] = topic
             category = Category(category.id, category.title, category.order,
                                 category.topic_ids + (topic.id,))
@@ -222,7 +222,9 @@ def _read_category(source: _Source, data: dict[str, typing.Any], problems: list[
     return Category(source.file.stem, title, order, ())
 
 
-def _read_topics(source: _Source, data: dict[str, typing.Any], problems: list[str]) -> list[Topic]:
+def _read_topics(source: _Source, data: dict[str, typing.Any], problems: list[str],
+                 seen_in: dict[str, str]) -> list[Topic]:
+    """The valid topics of one category file; seen_in maps ids to the file defining them."""
     category = source.file.stem
     tables = data.get("topics", {})
     if not isinstance(tables, dict):
@@ -234,6 +236,10 @@ def _read_topics(source: _Source, data: dict[str, typing.Any], problems: list[st
         if not TOPIC_ID.match(topic_id):
             problems.append(f"{where}: 话题 id {topic_id!r} 不合格式（应形如 support.loan）")
             continue
+        if topic_id in seen_in:
+            problems.append(f"{where}: 话题 id {topic_id} 重复（已在 {seen_in[topic_id]} 中定义）")
+            continue
+        seen_in[topic_id] = source.file.name
         if topic_id.split(".")[0] != category:
             problems.append(f"{where}: 话题 {topic_id} 的前缀应为分类名 {category}")
             continue

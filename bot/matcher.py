@@ -6,12 +6,13 @@ into words with a private jieba tokenizer that knows the knowledge base's terms.
 also turned into toneless "fuzzy" pinyin, so homophone typos (代款 for 贷款) and questions typed
 in pinyin land on the same features as the knowledge base text.
 
-Features are words, pinyin syllable pairs and single syllables, weighted by how rare they are
-across topics. An inverted index from feature to documents (titles, keywords and example
-questions) yields the candidate topics without scanning the whole knowledge base; candidates are
-scored by how much of the question their vocabulary explains, by their best document and by
-rapidfuzz similarity of pinyin strings. The score (0-100) chooses the band: answer, suggest
-("您是不是想问") or unknown.
+A speller replaces homophone typos and typed pinyin with the knowledge-base term they sound
+like (营页执照 -> 营业执照, daikuan -> 贷款). Features are words, pinyin syllable pairs and single
+syllables, weighted by how rare they are across topics. An inverted index from feature to
+topics yields a few candidates without scanning the whole knowledge base; each is scored by
+how much weight its titles, keywords and examples share with the question, by the share of
+the question they explain, and by rapidfuzz similarity of the pinyin to its closest example.
+The score (0-100) chooses the band: answer, suggest ("您是不是想问") or unknown.
 """
 from __future__ import annotations
 
@@ -31,14 +32,14 @@ from opencc import OpenCC
 from pypinyin import lazy_pinyin
 from rapidfuzz import fuzz
 
-from bot.knowledge import KnowledgeBase
+from bot.knowledge import KnowledgeBase, Topic
 from bot.settings import MatcherSettings
 
 Band = Literal["answer", "suggest", "unknown"]
 
 # Long voice transcriptions say what they want early; the cut keeps matching fast.
 MAX_INPUT_CHARS = 600
-MAX_QUERY_CHARS = 120
+MAX_QUERY_CHARS = 200
 
 # Spoken padding that carries no meaning; longest first so 我想问一下 goes before 问一下.
 FILLERS = (
@@ -47,13 +48,12 @@ FILLERS = (
     "然后呢", "一下", "嗯", "呃", "哈", "啊", "噻", "嘛", "哦", "呀", "啦", "咧", "嘞",
 )
 
-# Function words that say nothing about the topic (kept out of word features).
+# Particles and pronouns that say nothing about the topic (kept out of word features).
+# Question words (哪里, 多少, 怎么) stay: inverse topic frequency already makes them cheap,
+# and for some topics (where is the office, how much can I borrow) they are the point.
 STOPWORDS = frozenset(
-    "的 了 吗 呢 吧 么 是 我 你 他 她 它 我们 你们 他们 咱 咱们 俺 这 那 这种 那种 就 都 也 还 "
-    "和 跟 与 或 在 给 把 被 让 对 从 向 到 得 地 着 过 个 些 一 有 没 没有 不 要 想 会 能 可以 "
-    "可 吧 啥 什么 怎么 怎样 怎么样 如何 哪 哪些 哪里 谁 为什么 是不是 有没有 能不能 可不可以 "
-    "行不行 好不好 多少 几 请 帮 帮我 现在 如今 今年 自己 时候 的话 一些 一点 点 里 上 下 吗 "
-    "么子 啥子 莫得 没得 要得 不得 晓得 整 搞 弄 咋 咋样".split()
+    "的 了 吗 呢 吧 么 是 我 你 他 她 它 我们 你们 他们 咱 咱们 俺 这 那 就 都 也 还 和 跟 与 或 "
+    "在 给 把 被 让 对 从 向 到 得 地 着 过 个 些 一 不 没".split()
 )
 # Toneless pinyin of particles, dropped from questions typed in pinyin.
 PINYIN_STOPWORDS = (
@@ -62,14 +62,24 @@ PINYIN_STOPWORDS = (
     ("de",), ("le",), ("ma",), ("ne",), ("ba",), ("a",), ("ya",), ("la",), ("wo",), ("ni",),
 )
 
-# Words that put a question outside this knowledge base (housing, cars, health, schooling,
-# civil affairs, weather, small talk). They pull a topic's score down unless that topic's own
-# text uses the word.
+# Words that put a question outside this knowledge base: other government services and
+# everyday topics villagers also ask about. They pull a topic's score down unless that
+# topic's own text uses the word.
 OUT_OF_SCOPE_CUES = (
-    "天气", "下雨", "下雪", "气温", "台风", "房贷", "买房", "二手房", "商品房", "房价", "公积金",
-    "车贷", "买车", "驾校", "学车", "驾照", "违章", "上牌", "医保", "新农合", "看病", "医院",
-    "挂号", "住院", "生病", "养老保险", "养老金", "幼儿园", "上学", "助学", "高考", "结婚",
-    "离婚", "笑话", "你是谁", "你叫", "彩票", "股票",
+    # weather
+    "天气", "下雨", "下雪", "气温", "降温", "台风",
+    # housing and vehicles
+    "房贷", "买房", "二手房", "商品房", "房价", "公积金", "车贷", "买车", "驾校", "学车", "驾照",
+    "违章", "上牌", "过户",
+    # health, pensions and welfare
+    "医保", "新农合", "医疗", "看病", "医院", "挂号", "住院", "生病", "感冒", "疫苗",
+    "养老保险", "养老金", "退休金", "低保", "五保",
+    # schooling
+    "幼儿园", "上学", "小学", "中学", "高考", "中考", "助学", "转学",
+    # civil affairs and lost documents
+    "结婚", "离婚", "户口迁", "补办", "挂失",
+    # phones, money games, small talk
+    "话费", "流量", "信号", "彩票", "股票", "笑话", "你是谁", "你叫", "唱歌",
 )
 OUT_OF_SCOPE_FACTOR = 0.55
 
@@ -101,23 +111,31 @@ MAX_SYLLABLE = 6
 KIND_WEIGHT = {"w": 1.0, "b": 1.0, "u": 0.25}
 # Terms the knowledge base names explicitly (titles, keywords) count extra for their topic.
 KEYWORD_BOOST = 1.5
-# Cap on index postings visited per question, so a feature shared by thousands of documents
+# Weight of a feature that only one example uses (reaches 1 at three examples).
+EXAMPLE_STRENGTH = 0.6
+# Cap on index postings visited per question, so a feature shared by thousands of topics
 # does not make a large knowledge base slow; the rarest features are visited first.
 POSTINGS_BUDGET = 6000
 MAX_CANDIDATE_TOPICS = 12
 # Score shape: evidence saturates (TAU is the weight of roughly two specific words), and the
 # share of the question the topic explains scales the result between COVER_FLOOR and 1.
-TAU = 4.0
-COVER_FLOOR = 0.55
-# A runner-up this close means the question is ambiguous: it costs up to this many points.
-AMBIGUITY_PENALTY = 12.0
+TAU = 5.0
+COVER_FLOOR = 0.7
 
 CN_NUMBER = re.compile(
     r"(?:[0-9]+(?:\.[0-9]+)?|[零一二两三四五六七八九十]+)[十百千万亿][零一二两三四五六七八九十百千万亿0-9]*"
 )
+# "A-not-A" questions (要不要, 有没有, 允不允许) ask the same as the plain verb.
+A_NOT_A = re.compile(r"([\u4e00-\u9fff])[不没]\1")
 KEEP = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff]+")
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 LATIN = re.compile(r"^[a-z]+$")
+# Phrases such as 教什么 or 贷多少 are keywords but not words: a typo of them is too likely
+# to be a different question (你叫什么 is not 你教什么), so the speller leaves them out.
+QUESTION_WORD = re.compile("什么|怎么|多少|哪|谁|几|啥|吗|呢|不|没")
+RUNS = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[a-z]+|[^a-z\u3400-\u4dbf\u4e00-\u9fff]+")
+# Longest knowledge-base term the speller and the jieba dictionary deal with.
+MAX_TERM = 6
 FILLER = re.compile("|".join(sorted(FILLERS, key=len, reverse=True)))
 
 _T2S = OpenCC("t2s")
@@ -141,8 +159,8 @@ class Match:
 @dataclass(frozen=True)
 class _Analysis:
     text: str
-    syllables: str
-    features: dict[str, float]
+    syllables: str  # fuzzy pinyin, space-separated, for rapidfuzz
+    features: frozenset[str]  # kind letter (KIND_WEIGHT) + word or pinyin
 
 
 @dataclass(frozen=True)
@@ -155,11 +173,12 @@ class _Doc:
 
 
 def normalise(text: str) -> str:
-    """Lower-case simplified Chinese without punctuation, emoji, spaces or spoken fillers."""
+    """Lower-case simplified Chinese without punctuation, emoji, spaces, fillers or A-not-A."""
     text = unicodedata.normalize("NFKC", text[:MAX_INPUT_CHARS])
     text = _T2S.convert(text).lower()
     text = KEEP.sub("", text)
     text = FILLER.sub("", text)
+    text = A_NOT_A.sub(r"\1", text)
     return CN_NUMBER.sub(_arabic, text)
 
 
@@ -174,6 +193,8 @@ def _arabic(m: re.Match[str]) -> str:
 
 def fuzzy(syllable: str) -> str:
     """Fold the sounds that southern speakers and hasty typists confuse: zh/z, n/l, ing/in..."""
+    if syllable == "shei":  # 谁: pypinyin reads shui, people type shei
+        return "sui"
     if syllable[:2] in ("zh", "ch", "sh"):
         syllable = syllable[0] + syllable[2:]
     elif syllable[0] == "n" and len(syllable) > 1:
@@ -203,13 +224,23 @@ class Matcher:
                  tokenizer: jieba.Tokenizer | None = None) -> None:
         self.kb = kb
         self.settings = settings
+        self._sound_cache: dict[str, tuple[str, ...]] = {}
         self._synonyms = _synonym_pattern(kb.synonyms)
         self._tokenizer = tokenizer or _new_tokenizer()
         for term in _dictionary_terms(kb, self._synonyms[1]):
             self._tokenizer.add_word(term, freq=20000)
+        prepared = {topic.id: [(kind, index, self._replace_synonyms(normalise(text)))
+                               for kind, index, text in _documents(topic)]
+                    for topic in kb.topics.values()}
+        # Cuts of the prepared texts, reused below for texts the speller leaves unchanged.
+        cuts = {text: self._tokenizer.lcut(text, HMM=False)
+                for docs in prepared.values() for _, _, text in docs}
+        vocabulary = {word for words in cuts.values() for word in [*words, *self._parts(words)]
+                      if HAN.match(word) and 2 <= len(word) <= MAX_TERM and word not in STOPWORDS}
+        self._speller = _Speller(vocabulary, self._synonyms[1], self._tokenizer.FREQ)
         self._docs: list[_Doc] = []
-        # feature -> document numbers; per topic: feature -> number of its documents using it
-        self._postings: dict[str, list[int]] = defaultdict(list)
+        # feature -> number of documents using it; per topic: feature -> its documents using it
+        self._doc_count: Counter[str] = Counter()
         self._vocab: dict[str, Counter[str]] = {}
         self._keyword_features: dict[str, frozenset[str]] = {}
         self._topic_text: dict[str, str] = {}
@@ -220,48 +251,54 @@ class Matcher:
             vocab: Counter[str] = Counter()
             texts = []
             named: set[str] = set()
-            for kind, index, text in _documents(topic):
-                analysis = self._analyse(text)
-                features = frozenset(analysis.features)
+            for kind, index, text in prepared[topic.id]:
+                corrected = self._speller.correct(text)
+                analysis = self._analyse(corrected, words=cuts.get(corrected))
+                features = analysis.features
                 texts.append(analysis.text)
                 if kind != "example":
                     named.update(features)
-                doc = _Doc(topic.id, kind, index, analysis.syllables, features)
-                for feature in features:
-                    self._postings[feature].append(len(self._docs))
+                self._docs.append(_Doc(topic.id, kind, index, analysis.syllables, features))
+                self._doc_count.update(features)
                 vocab.update(features)
-                self._docs.append(doc)
             self._vocab[topic.id] = vocab
             self._doc_range[topic.id] = (first, len(self._docs))
             self._keyword_features[topic.id] = frozenset(named)
             self._topic_text[topic.id] = "|".join(texts)
+        # The inverted index: feature -> topics whose documents use it.
+        self._postings: dict[str, list[str]] = defaultdict(list)
+        for topic_id, vocab in self._vocab.items():
+            for feature in vocab:
+                self._postings[feature].append(topic_id)
         self._postings = dict(self._postings)
         total = len(kb.topics)
-        topic_df = Counter(f for vocab in self._vocab.values() for f in vocab)
+        topic_df = {f: len(topics) for f, topics in self._postings.items()}
         # BM25-style inverse document frequency over topics, so words shared by most topics
         # (创业, 政策) weigh almost nothing.
         self._idf = {f: math.log(1 + (total - df + 0.5) / (df + 0.5)) for f, df in topic_df.items()}
         self._unknown_idf = math.log(1 + (total + 0.5) / 1.5)
+        self._order = {topic_id: n for n, topic_id in enumerate(kb.topics)}
 
     def reload(self, kb: KnowledgeBase) -> Matcher:
-        """A matcher for an edited knowledge base, reusing this one's jieba dictionary."""
+        """A matcher for an edited knowledge base that reuses this one's jieba dictionary (~1 s)."""
         return Matcher(kb, self.settings, self._tokenizer)
 
     def match(self, question: str, exclude: tuple[str, int] | None = None) -> Match:
         """Best topics for a question; exclude=(topic_id, example index) leaves one example out."""
-        analysis = self._analyse(question)
+        text = self._replace_synonyms(normalise(question))[:MAX_QUERY_CHARS]
+        analysis = self._analyse(self._speller.correct(text), self._idf)
         if not analysis.features:
             return Match("unknown", None, 0.0, ())
         excluded = self._find_doc(exclude)
-        weights = {f: self._weight(f) for f in analysis.features}
-        scored = self._score(analysis, weights, self._candidates(weights, excluded), excluded)
+        weights = {f: self._weight(f, excluded) for f in analysis.features}
+        # Cues are looked up before spelling correction, which may turn 你叫 into 你教.
+        cues = [cue for cue in OUT_OF_SCOPE_CUES if cue in text or cue in analysis.text]
+        scored = self._score(analysis, weights, self._candidates(weights, excluded), excluded, cues)
         if not scored:
             return Match("unknown", None, 0.0, ())
-        ranked = sorted(scored.items(), key=lambda item: item[1], reverse=True)
+        # Ties go to the topic listed first in the knowledge base, the same in every process.
+        ranked = sorted(scored.items(), key=lambda item: (-item[1], self._order[item[0]]))
         top_id, top = ranked[0]
-        if len(ranked) > 1 and top > 0:
-            # Two topics explaining the question almost equally well: offer, don't answer.
-            top -= AMBIGUITY_PENALTY * max(0.0, 1 - (top - ranked[1][1]) / (0.25 * top))
         top = round(max(0.0, min(100.0, top)), 1)
         candidates = [Candidate(top_id, self.kb.topics[top_id].title, top)]
         for topic_id, score in ranked[1:self.settings.max_suggestions]:
@@ -273,54 +310,70 @@ class Matcher:
         band: Band = "suggest" if top >= self.settings.suggest_threshold else "unknown"
         return Match(band, None, top, tuple(candidates))
 
-    def analyse(self, question: str) -> tuple[str, tuple[str, ...]]:
-        """The normalised question and its features, for debugging matches."""
-        analysis = self._analyse(question)
-        return analysis.text, tuple(sorted(analysis.features, key=analysis.features.get, reverse=True))
-
-    def _analyse(self, text: str) -> _Analysis:
-        text = normalise(text)
+    def _replace_synonyms(self, text: str) -> str:
         pattern, canonical = self._synonyms
-        if pattern is not None:
-            text = pattern.sub(lambda m: canonical[m.group(0)], text)
-        text = text[:MAX_QUERY_CHARS]
-        features: dict[str, float] = {}
+        return text if pattern is None else pattern.sub(lambda m: canonical[m.group(0)], text)
+
+    def _analyse(self, text: str, known: dict[str, float] | None = None,
+                 words: list[str] | None = None) -> _Analysis:
+        """Features of a prepared text: words, fuzzy-pinyin syllable pairs and syllables."""
+        features: set[str] = set()
         syllables: list[str] = []
-        for word in self._tokenizer.lcut_for_search(text, HMM=False):
-            if HAN.match(word):
-                if word not in STOPWORDS:
-                    features["w" + word] = KIND_WEIGHT["w"]
-            elif LATIN.match(word):
-                pieces = split_pinyin(word)
-                if pieces is None:
-                    features["w" + word] = KIND_WEIGHT["w"]
-                continue
-            elif word.isdigit() or "." in word:
-                features["w" + word] = KIND_WEIGHT["w"]
-        # Pinyin runs over the plain (non-search) cut so each character is read once.
-        for word in self._tokenizer.lcut(text, HMM=False):
+        if words is None:
+            words = self._tokenizer.lcut(text, HMM=False)
+        for word in words:
+            if word not in STOPWORDS and not (LATIN.match(word) and split_pinyin(word)):
+                features.add("w" + word)
+        for part in self._parts(words):
+            # Parts of long words (合作社 in 专业合作社) help only when the knowledge base
+            # uses them; unknown parts would just dilute the question.
+            if part not in STOPWORDS and (known is None or "w" + part in known):
+                features.add("w" + part)
+        for word in words:
             if HAN.match(word):
                 if word in STOPWORDS:
                     syllables.append("|")
                 else:
-                    syllables.extend(fuzzy(s) for s in lazy_pinyin(word))
+                    syllables.extend(self._sounds(word))
             elif LATIN.match(word):
                 pieces = split_pinyin(word)
                 if pieces is not None:
-                    syllables.extend(_drop_particles([fuzzy(p) for p in pieces]))
+                    syllables.extend(_drop_particles(pieces))
             else:
                 syllables.append("|")
         for i, syllable in enumerate(syllables):
             if syllable == "|":
                 continue
-            features.setdefault("u" + syllable, KIND_WEIGHT["u"])
+            features.add("u" + syllable)
             if i + 1 < len(syllables) and syllables[i + 1] != "|":
-                features.setdefault("b" + syllable + " " + syllables[i + 1], KIND_WEIGHT["b"])
+                features.add("b" + syllable + " " + syllables[i + 1])
         spoken = " ".join(s for s in syllables if s != "|")
-        return _Analysis(text, spoken, features)
+        return _Analysis(text, spoken, frozenset(features))
 
-    def _weight(self, feature: str) -> float:
-        return KIND_WEIGHT[feature[0]] * self._idf.get(feature, self._unknown_idf)
+    def _parts(self, words: list[str]) -> list[str]:
+        """Dictionary words inside longer words, as jieba's search mode finds them."""
+        known = self._tokenizer.FREQ
+        parts = []
+        for word in words:
+            if len(word) > 2 and HAN.match(word):
+                for size in (2, 3):
+                    parts += [word[i:i + size] for i in range(len(word) - size + 1)
+                              if size < len(word) and known.get(word[i:i + size])]
+        return parts
+
+    def _sounds(self, word: str) -> tuple[str, ...]:
+        """Fuzzy toneless pinyin of a word, read as a phrase (cached: words repeat a lot)."""
+        sounds = self._sound_cache.get(word)
+        if sounds is None:
+            sounds = self._sound_cache[word] = tuple(fuzzy(s) for s in lazy_pinyin(word))
+        return sounds
+
+    def _weight(self, feature: str, excluded: int | None = None) -> float:
+        idf = self._idf.get(feature, self._unknown_idf)
+        if (excluded is not None and self._doc_count.get(feature) == 1
+                and feature in self._docs[excluded].features):
+            idf = self._unknown_idf  # only the left-out example knew this feature
+        return KIND_WEIGHT[feature[0]] * idf
 
     def _find_doc(self, exclude: tuple[str, int] | None) -> int | None:
         if exclude is None:
@@ -331,26 +384,27 @@ class Matcher:
     def _candidates(self, weights: dict[str, float], excluded: int | None) -> list[str]:
         """Topics sharing the most weight with the question, via the inverted index."""
         gained: dict[str, float] = defaultdict(float)
+        left_out = self._docs[excluded] if excluded is not None else None
         budget = POSTINGS_BUDGET
-        for feature in sorted(weights, key=weights.get, reverse=True):
+        for feature in sorted(weights, key=lambda f: (-weights[f], f)):
             postings = self._postings.get(feature)
             if not postings:
                 continue
-            if len(postings) > budget and gained:
+            # Single syllables only help when nothing better matched (pinyin fragments).
+            if gained and (len(postings) > budget or feature[0] == "u"):
                 break
             budget -= len(postings)
-            seen: set[str] = set()
-            for n in postings:
-                topic_id = self._docs[n].topic_id
-                if n != excluded and topic_id not in seen:
-                    seen.add(topic_id)
-                    gained[topic_id] += weights[feature]
-        return heapq.nlargest(MAX_CANDIDATE_TOPICS, gained, key=gained.get)
+            weight = weights[feature]
+            for topic_id in postings:
+                gained[topic_id] += weight
+            if left_out and feature in left_out.features and self._vocab[left_out.topic_id][feature] == 1:
+                gained[left_out.topic_id] -= weight
+        return heapq.nsmallest(MAX_CANDIDATE_TOPICS, gained,
+                               key=lambda t: (-gained[t], self._order[t]))
 
     def _score(self, analysis: _Analysis, weights: dict[str, float], topic_ids: list[str],
-               excluded: int | None) -> dict[str, float]:
+               excluded: int | None, cues: list[str]) -> dict[str, float]:
         total = sum(weights.values())
-        cues = [cue for cue in OUT_OF_SCOPE_CUES if cue in analysis.text]
         left_out = self._docs[excluded] if excluded is not None else None
         scores = {}
         for topic_id in topic_ids:
@@ -360,12 +414,19 @@ class Matcher:
             evidence = 0.0
             explained = 0.0
             for feature, weight in weights.items():
-                if vocab.get(feature, 0) - (feature in removed) > 0:
+                uses = vocab.get(feature, 0) - (feature in removed)
+                if uses <= 0:
+                    continue
+                if feature in named:
                     explained += weight
-                    evidence += weight * (KEYWORD_BOOST if feature in named else 1.0)
-            cover = explained / total
-            score = 100 * (1 - math.exp(-evidence / TAU)) * (COVER_FLOOR + (1 - COVER_FLOOR) * cover)
-            score = max(score, self._closest_example(analysis, topic_id, excluded))
+                    evidence += weight * KEYWORD_BOOST
+                else:
+                    # A word in one example may be incidental; in several, it is the topic's.
+                    weight *= min(1.0, EXAMPLE_STRENGTH + (1 - EXAMPLE_STRENGTH) * (uses - 1) / 2)
+                    explained += weight
+                    evidence += weight
+            score = max(_combine(evidence, explained / total),
+                        self._closest_example(analysis, topic_id, excluded))
             if any(cue not in self._topic_text[topic_id] for cue in cues):
                 score *= OUT_OF_SCOPE_FACTOR
             scores[topic_id] = score
@@ -382,7 +443,102 @@ class Matcher:
         return max(0.0, (best - 60) * 2.5)
 
 
-def _documents(topic) -> list[tuple[str, int, str]]:
+def _combine(evidence: float, cover: float) -> float:
+    """Score 0-100 from the weight a topic matched and the share of the question it explains."""
+    return 100 * (1 - math.exp(-evidence / TAU)) * (COVER_FLOOR + (1 - COVER_FLOOR) * cover)
+
+
+class _Speller:
+    """Replaces homophone typos and typed pinyin with knowledge-base terms.
+
+    营页执照 -> 营业执照 and daikuan -> 贷款, so a typo or pinyin question gains the word
+    features of the term it means, not just its pinyin.
+    """
+
+    def __init__(self, vocabulary: set[str], synonyms: dict[str, str], words: dict[str, int]) -> None:
+        replacements = {word: word for word in vocabulary}
+        replacements.update((v, c) for v, c in synonyms.items() if HAN.match(v) and len(v) >= 2)
+        self._words = words
+        self._char_sounds: dict[str, str] = {}
+        # Pinyin -> replacement; None where two different terms sound alike. Typed hanzi are
+        # compared by each character's own reading (exact), typed pinyin by the term's
+        # reading as a phrase with fuzzy initials and finals.
+        self._exact: dict[tuple[str, ...], str | None] = {}
+        self._fuzzy: dict[tuple[str, ...], str | None] = {}
+        for term, target in sorted(replacements.items()):
+            if not all(HAN.match(c) for c in term) or len(term) > MAX_TERM or QUESTION_WORD.search(term):
+                continue
+            exact = tuple(self._sound(c) for c in term)
+            spoken = tuple(fuzzy(s) for s in lazy_pinyin(term))
+            for table, key in ((self._exact, exact), (self._fuzzy, spoken)):
+                table[key] = target if table.get(key, target) == target else None
+
+    def correct(self, text: str) -> str:
+        """The text with typo'd words and pinyin runs replaced where a term sounds the same."""
+        out = []
+        for run in RUNS.findall(text):
+            if HAN.match(run):
+                out.append(self._correct_hanzi(run))
+            elif LATIN.match(run):
+                out.append(self._correct_pinyin(run))
+            else:
+                out.append(run)
+        return "".join(out)
+
+    def _sound(self, char: str) -> str:
+        sound = self._char_sounds.get(char)
+        if sound is None:
+            sound = self._char_sounds[char] = lazy_pinyin(char)[0]
+        return sound
+
+    def _correct_hanzi(self, run: str) -> str:
+        sounds = [self._sound(c) for c in run]
+        out = []
+        i = 0
+        while i < len(run):
+            for size in range(min(MAX_TERM, len(run) - i), 1, -1):
+                window = run[i:i + size]
+                target = self._exact.get(tuple(sounds[i:i + size]))
+                if target == window:
+                    break
+                # A real word is not a typo; a typo keeps most of its characters.
+                if (target and not self._words.get(window)
+                        and sum(a != b for a, b in zip(window, target)) <= max(1, size // 2)):
+                    break
+            else:
+                out.append(run[i])
+                i += 1
+                continue
+            out.append(target)
+            i += size
+        return "".join(out)
+
+    def _correct_pinyin(self, run: str) -> str:
+        pieces = split_pinyin(run)
+        if pieces is None:
+            return run
+        keys = [fuzzy(p) for p in pieces]
+        out = []
+        i = 0
+        while i < len(pieces):
+            for size in range(min(MAX_TERM, len(pieces) - i), 1, -1):
+                target = self._fuzzy.get(tuple(keys[i:i + size]))
+                if target:
+                    out.append(target)
+                    i += size
+                    break
+            else:
+                # Leftover syllables stay pinyin; neighbouring ones stay joined for re-splitting.
+                if out and LATIN.match(out[-1]):
+                    out[-1] += pieces[i]
+                else:
+                    out.append(pieces[i])
+                i += 1
+        return "".join(out)
+
+
+def _documents(topic: Topic) -> list[tuple[str, int, str]]:
+    """(kind, index, text) of a topic's title, keywords and examples."""
     docs = [("title", 0, topic.title)]
     docs += [("keyword", i, k) for i, k in enumerate(topic.keywords)]
     docs += [("example", i, e) for i, e in enumerate(topic.examples)]
@@ -391,28 +547,32 @@ def _documents(topic) -> list[tuple[str, int, str]]:
 
 def _drop_particles(syllables: list[str]) -> list[str]:
     """Remove particles (shenme, ma, de...) from pinyin input, as hanzi input drops 什么, 吗, 的."""
-    folded = [tuple(fuzzy(s) for s in words) for words in PINYIN_STOPWORDS]
     out: list[str] = []
     i = 0
     while i < len(syllables):
-        for words in folded:
+        for words in PINYIN_STOPWORDS:
             if tuple(syllables[i:i + len(words)]) == words:
                 out.append("|")
                 i += len(words)
                 break
         else:
-            out.append(syllables[i])
+            out.append(fuzzy(syllables[i]))
             i += 1
     return out
 
 
 def _synonym_pattern(synonyms: dict[str, str]) -> tuple[re.Pattern[str] | None, dict[str, str]]:
     """A regex trying longer variants first, and normalised variant -> canonical."""
-    canonical = {}
+    # Canonical terms map to themselves so that a variant inside one (执照 in 营业执照)
+    # is not replaced again: the longer canonical term wins the match.
+    canonical = {normalise(term): normalise(term) for term in synonyms.values()}
     for variant, term in synonyms.items():
+        if A_NOT_A.search(variant):
+            continue  # 能不能 is already reduced to 能, which must not become a variant
         key = normalise(variant)
-        if key and key != normalise(term):
+        if key and key not in canonical:
             canonical[key] = normalise(term)
+    canonical = {k: v for k, v in canonical.items() if k}
     if not canonical:
         return None, canonical
     return re.compile("|".join(re.escape(v) for v in sorted(canonical, key=len, reverse=True))), canonical
@@ -424,7 +584,7 @@ def _dictionary_terms(kb: KnowledgeBase, canonical: dict[str, str]) -> set[str]:
     for topic in kb.topics.values():
         terms.update(normalise(k) for k in topic.keywords)
         terms.update(normalise(part) for part in re.split(r"[：:，,、（）()\s]+", topic.title))
-    return {t for t in terms if 2 <= len(t) <= 8 and HAN.match(t)}
+    return {t for t in terms if 2 <= len(t) <= MAX_TERM and HAN.match(t)}
 
 
 @functools.cache

@@ -60,6 +60,7 @@ class Runtime:
                                  SQLiteSessionStorage(self.connect))
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="handler")
         self._local = threading.local()
+        self._stopping = threading.Event()
 
     # --- storage -------------------------------------------------------------------
 
@@ -116,6 +117,23 @@ class Runtime:
 
     # --- outbound ------------------------------------------------------------------
 
+    def start_courier(self, notice_interval: float = 2.0, job_interval: float = 15.0) -> None:
+        """Background delivery for a serving process: queued notices and late replies every
+        few seconds, and push jobs left unfinished by a crash or restart."""
+        from bot import outbox  # outbox needs the runtime only as its Sender
+
+        def every(interval: float, work: Callable[[], object], name: str) -> None:
+            def loop() -> None:
+                while not self._stopping.wait(interval):
+                    try:
+                        work()
+                    except Exception:  # a thread with no caller: log, keep delivering
+                        logger.exception("%s failed; retrying in %.0f s", name, interval)
+            threading.Thread(target=loop, name=name, daemon=True).start()
+
+        every(notice_interval, self.deliver_pending, "outbox-courier")
+        every(job_interval, lambda: outbox.resume_jobs(self), "push-resumer")
+
     def deliver_pending(self, limit: int = 50) -> int:
         """Send due outbox messages (to the simulator inbox in demo mode); returns how many."""
         database = self.connect()
@@ -139,6 +157,7 @@ class Runtime:
         return sent
 
     def close(self) -> None:
-        """Stop the handler threads (tests create many apps)."""
+        """Stop the handler and courier threads (tests create many apps)."""
+        self._stopping.set()
         self._executor.shutdown(wait=True)
 

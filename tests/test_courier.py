@@ -1,0 +1,47 @@
+"""A serving process delivers queued notices and resumes unfinished push jobs by itself."""
+from __future__ import annotations
+
+import time
+
+from bot import db, outbox
+from tests.conftest import create_app
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_restarted_service_finishes_a_job_left_unsent(settings):
+    db.migrate(settings.storage.database)
+    database = db.connect(settings.storage.database)
+    for openid in ("o-a", "o-b", "o-c"):
+        db.touch_subscriber(database, openid, subscribed=True)
+    # A job created by a process that died before sending anything.
+    job = outbox.start_job(database, outbox.create_announcement(database, "明天开班", None, "all", "staff"))
+    app = create_app(settings)
+    runtime = app.extensions["bot"]
+    try:
+        runtime.start_courier(notice_interval=0.1, job_interval=0.1)
+        assert wait_for(lambda: outbox.job_progress(database, job)["delivered"] == 3)
+        for openid in ("o-a", "o-b", "o-c"):
+            assert [m["text"] for m in db.inbox_since(database, openid, 0)] == ["明天开班"]
+    finally:
+        runtime.close()
+
+
+def test_courier_delivers_a_queued_notice(settings):
+    app = create_app(settings)
+    runtime = app.extensions["bot"]
+    database = db.connect(settings.storage.database)
+    try:
+        outbox.notify(database, "o-n", "您的申请已通过")
+        runtime.start_courier(notice_interval=0.1, job_interval=60)
+        assert wait_for(lambda: db.inbox_since(database, "o-n", 0))
+        assert db.inbox_since(database, "o-n", 0)[0]["text"] == "您的申请已通过"
+    finally:
+        runtime.close()
