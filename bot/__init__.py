@@ -18,7 +18,7 @@ def create_app(settings: Settings, library: Library | None = None) -> Flask:
 
     A ready Library may be passed in (tests share one; building it takes a second).
     """
-    from bot import api, simulator, webhook
+    from bot import api, console, simulator, webhook
     from handlers import build_router, describe_match
 
     configure_logging()
@@ -29,6 +29,7 @@ def create_app(settings: Settings, library: Library | None = None) -> Flask:
     app.teardown_appcontext(_close_db)
     app.register_blueprint(webhook.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(console.bp)
     if settings.simulator.enabled:
         app.register_blueprint(simulator.bp)
     return app

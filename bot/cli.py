@@ -206,6 +206,61 @@ def reload(settings: Settings) -> None:
 
 
 @cli.group()
+def staff() -> None:
+    """Staff accounts for the web console at /admin."""
+
+
+@staff.command("add")
+@click.argument("name")
+@click.pass_obj
+def staff_add(settings: Settings, name: str) -> None:
+    """Create a console account; asks for the password twice. Example: python run.py staff add wang"""
+    from werkzeug.security import generate_password_hash
+
+    from bot import db
+
+    name = name.strip()
+    if not name or len(name) > 64:
+        raise click.ClickException("用户名不能为空，且不超过 64 个字符")
+    password = click.prompt("密码", hide_input=True, confirmation_prompt="再输入一次密码")
+    if len(password) < 8:
+        raise click.ClickException("密码至少 8 个字符")
+    db.migrate(settings.storage.database)
+    database = db.connect(settings.storage.database)
+    try:
+        if not db.add_staff(database, name, generate_password_hash(password)):
+            raise click.ClickException(f"用户名 {name} 已存在")
+        db.audit(database, "cli", "创建后台账号", name)
+    finally:
+        database.close()
+    click.echo(f"已创建后台账号 {name}，登录地址 /admin")
+
+
+@staff.command("password")
+@click.argument("name")
+@click.pass_obj
+def staff_password(settings: Settings, name: str) -> None:
+    """Set a new console password (also lifts a sign-in lock). Example: python run.py staff password wang"""
+    from werkzeug.security import generate_password_hash
+
+    from bot import db
+
+    password = click.prompt("新密码", hide_input=True, confirmation_prompt="再输入一次新密码")
+    if len(password) < 8:
+        raise click.ClickException("密码至少 8 个字符")
+    db.migrate(settings.storage.database)
+    database = db.connect(settings.storage.database)
+    try:
+        if not db.set_staff_password(database, name, generate_password_hash(password)):
+            raise click.ClickException(f"没有后台账号 {name}")
+        db.record_login_success(database, name)
+        db.audit(database, "cli", "重设后台密码", name)
+    finally:
+        database.close()
+    click.echo(f"已为 {name} 设置新密码")
+
+
+@cli.group()
 def export() -> None:
     """Export data for staff. Example: python run.py export applications --format csv --out a.csv"""
 

@@ -940,3 +940,209 @@ def _take_quota(db: Database, day: str, n: int, limit: int) -> bool:
     db.conn.execute("INSERT INTO push_quota (day, used) VALUES (?, ?)"
                     " ON CONFLICT(day) DO UPDATE SET used = used + excluded.used", (day, n))
     return True
+
+
+# --- staff console: accounts, lock-out, audit log, hand-offs ---------------------------
+
+
+@migrations()
+def m003_console(db: Database) -> None:
+    # Sessions are signed cookies; those issued before sessions_valid_after (set at sign-out
+    # and password change) are refused, so a copied cookie dies with the session.
+    db["staff"].create({
+        "id": int, "username": str, "password_hash": str, "created_at": float,
+        "last_login_at": float, "sessions_valid_after": float,
+    }, pk="id", not_null={"username", "password_hash", "created_at"})
+    db["staff"].create_index(["username"], unique=True)
+    # Failed sign-ins per typed user name (known or not, so lock-out reveals nothing).
+    db["login_failures"].create({"username": str, "failures": int, "locked_until": float},
+                                pk="username", defaults={"failures": 0})
+    db["audit_log"].create({
+        "id": int, "staff": str, "action": str, "detail": str, "created_at": float,
+    }, pk="id", not_null={"staff", "action", "created_at"})
+    db["audit_log"].create_index(["created_at"])
+    # Users who asked for a person ("转人工"); staff answer them from the console.
+    db["handoffs"].create({
+        "id": int, "openid": str, "text": str, "status": str, "created_at": float,
+        "closed_at": float, "closed_by": str,
+    }, pk="id", not_null={"openid", "status", "created_at"})
+    db["handoffs"].create_index(["status", "created_at"])
+
+
+def add_staff(db: Database, username: str, password_hash: str) -> bool:
+    """Create a staff account; False when the name is taken."""
+    try:
+        db.conn.execute("INSERT INTO staff (username, password_hash, created_at) VALUES (?, ?, ?)",
+                        (username, password_hash, now()))
+    except sqlite3.IntegrityError:
+        return False
+    db.conn.commit()
+    return True
+
+
+def set_staff_password(db: Database, username: str, password_hash: str) -> bool:
+    """Replace a staff member's password hash and end their sessions; False if no such account."""
+    cur = db.conn.execute("UPDATE staff SET password_hash = ?, sessions_valid_after = ?"
+                          " WHERE username = ?", (password_hash, now(), username))
+    db.conn.commit()
+    return cur.rowcount > 0
+
+
+def get_staff(db: Database, username: str) -> dict[str, Any] | None:
+    """A staff account by user name."""
+    rows = list(db.query("SELECT * FROM staff WHERE username = ?", [username]))
+    return rows[0] if rows else None
+
+
+def end_sessions(db: Database, username: str) -> None:
+    """Refuse every session the staff member signed in with so far (sign-out)."""
+    db.conn.execute("UPDATE staff SET sessions_valid_after = ? WHERE username = ?", (now(), username))
+    db.conn.commit()
+
+
+def locked_until(db: Database, username: str) -> float | None:
+    """When a user name's sign-in lock ends, if it is locked now."""
+    row = db.conn.execute("SELECT locked_until FROM login_failures WHERE username = ?",
+                          (username,)).fetchone()
+    return row[0] if row and row[0] and row[0] > now() else None
+
+
+def record_login_failure(db: Database, username: str, max_failures: int,
+                         lock_seconds: float) -> float | None:
+    """Count a failed sign-in; lock the name once max_failures is reached. Returns the lock end."""
+    with immediate(db):
+        row = db.conn.execute("SELECT failures FROM login_failures WHERE username = ?",
+                              (username,)).fetchone()
+        failures = (row[0] if row else 0) + 1
+        until = now() + lock_seconds if failures >= max_failures else None
+        db.conn.execute(
+            "INSERT INTO login_failures (username, failures, locked_until) VALUES (?, ?, ?)"
+            " ON CONFLICT(username) DO UPDATE SET failures = excluded.failures,"
+            " locked_until = excluded.locked_until",
+            # A lock starts a fresh count, so the next lock needs max_failures again.
+            (username, 0 if until else failures, until),
+        )
+    return until
+
+
+def record_login_success(db: Database, username: str) -> None:
+    """Clear a user name's failures and note the sign-in time."""
+    db.conn.execute("DELETE FROM login_failures WHERE username = ?", (username,))
+    db.conn.execute("UPDATE staff SET last_login_at = ? WHERE username = ?", (now(), username))
+    db.conn.commit()
+
+
+def audit(db: Database, staff: str, action: str, detail: str = "") -> None:
+    """Write one staff action to the audit log."""
+    db.conn.execute("INSERT INTO audit_log (staff, action, detail, created_at) VALUES (?, ?, ?, ?)",
+                    (staff, action, detail, now()))
+    db.conn.commit()
+
+
+def audit_entries(db: Database, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
+    """Audit log entries, newest first."""
+    return list(db.query("SELECT * FROM audit_log ORDER BY id DESC LIMIT ? OFFSET ?",
+                         [limit, offset]))
+
+
+def request_human(db: Database, openid: str, text: str = "") -> int:
+    """Note that a user asked for a person; an open request is reused. Returns its id."""
+    with immediate(db):
+        row = db.conn.execute("SELECT id FROM handoffs WHERE openid = ? AND status = 'open'",
+                              (openid,)).fetchone()
+        if row:
+            if text:
+                db.conn.execute("UPDATE handoffs SET text = ? WHERE id = ?", (text, row[0]))
+            return int(row[0])
+        cur = db.conn.execute(
+            "INSERT INTO handoffs (openid, text, status, created_at) VALUES (?, ?, 'open', ?)",
+            (openid, text, now()))
+        return int(cur.lastrowid)
+
+
+def open_handoffs(db: Database) -> list[dict[str, Any]]:
+    """Open requests for a person, oldest first."""
+    return list(db.query("SELECT * FROM handoffs WHERE status = 'open' ORDER BY created_at, id"))
+
+
+def close_handoff(db: Database, openid: str, staff: str) -> int:
+    """Mark a user's open request answered; returns how many were closed."""
+    cur = db.conn.execute(
+        "UPDATE handoffs SET status = 'closed', closed_at = ?, closed_by = ?"
+        " WHERE openid = ? AND status = 'open'", (now(), staff, openid))
+    db.conn.commit()
+    return cur.rowcount
+
+
+def recent_conversations(db: Database, limit: int = 100) -> list[dict[str, Any]]:
+    """Subscribers by latest message, with that message and their message count."""
+    return list(db.query(
+        "SELECT m.openid, m.content, m.received_at, c.n FROM messages m JOIN"
+        " (SELECT openid, MAX(id) AS last_id, COUNT(*) AS n FROM messages GROUP BY openid) c"
+        " ON m.id = c.last_id ORDER BY m.received_at DESC LIMIT ?", [limit]))
+
+
+def messages_per_day(db: Database, since: float, utc_offset_hours: float = 8) -> list[dict[str, Any]]:
+    """Inbound messages per local calendar day since a time (China time by default)."""
+    return list(db.query(
+        "SELECT date(received_at + ? * 3600, 'unixepoch') AS day, COUNT(*) AS n FROM messages"
+        " WHERE received_at >= ? GROUP BY day ORDER BY day", [utc_offset_hours, since]))
+
+
+def top_topics(db: Database, since: float, limit: int = 10) -> list[dict[str, Any]]:
+    """Most-answered topics since a time."""
+    return list(db.query(
+        "SELECT topic, COUNT(*) AS n FROM messages WHERE received_at >= ? AND topic IS NOT NULL"
+        " AND topic != '' GROUP BY topic ORDER BY n DESC, topic LIMIT ?", [since, limit]))
+
+
+def band_counts(db: Database, since: float) -> dict[str, int]:
+    """How many questions were answered, suggested or not understood since a time."""
+    return {r["band"]: r["n"] for r in db.query(
+        "SELECT band, COUNT(*) AS n FROM messages WHERE received_at >= ?"
+        " AND band IN ('answer', 'suggest', 'unknown') GROUP BY band", [since])}
+
+
+def new_subscribers(db: Database, since: float) -> int:
+    """Subscribers who followed since a time and still follow."""
+    return db.conn.execute("SELECT COUNT(*) FROM subscribers WHERE subscribed = 1"
+                           " AND subscribed_at >= ?", (since,)).fetchone()[0]
+
+
+def open_unanswered(db: Database, limit: int = 500) -> list[dict[str, Any]]:
+    """Questions still waiting for review, newest first."""
+    return list(db.query("SELECT * FROM unanswered WHERE status = 'open'"
+                         " ORDER BY created_at DESC, id DESC LIMIT ?", [limit]))
+
+
+def get_unanswered(db: Database, row_id: int) -> dict[str, Any] | None:
+    """One unanswered question by id."""
+    rows = list(db.query("SELECT * FROM unanswered WHERE id = ?", [row_id]))
+    return rows[0] if rows else None
+
+
+def close_unanswered(db: Database, ids: list[int], status: str) -> int:
+    """Take open questions off the review list (status: added or out_of_scope)."""
+    if not ids:
+        return 0
+    marks = ",".join("?" * len(ids))
+    cur = db.conn.execute(f"UPDATE unanswered SET status = ? WHERE status = 'open' AND id IN ({marks})",
+                          [status, *ids])
+    db.conn.commit()
+    return cur.rowcount
+
+
+def announcements_with_jobs(db: Database, limit: int = 20) -> list[dict[str, Any]]:
+    """Newest announcements, cancelled ones included, with their push job id."""
+    return list(db.query(
+        "SELECT a.*, j.id AS job_id FROM announcements a LEFT JOIN push_jobs j"
+        " ON j.announcement_id = a.id ORDER BY a.id DESC LIMIT ?", [limit]))
+
+
+def application_counts(db: Database, column: str) -> list[dict[str, Any]]:
+    """How many applications per course, township, status or type (the console overview)."""
+    if column not in ("course_name", "township", "status", "type"):
+        raise ValueError(f"cannot count applications by {column}")
+    return list(db.query(
+        f"SELECT {column} AS value, COUNT(*) AS n FROM applications"
+        f" WHERE {column} IS NOT NULL AND {column} != '' GROUP BY {column} ORDER BY n DESC, value"))
