@@ -4,7 +4,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from bot import outbox
+from bot import db, outbox
+from bot.privacy import mask_text
 from bot.router import Context, Inbound, Reply, Router
 from handlers import registration, texts
 
@@ -34,6 +35,14 @@ def announcements(inbound: Inbound, ctx: Context) -> Reply:
                  band="answer")
 
 
+@router.click("MENU_HUMAN")
+@router.keyword("转人工", "人工", "人工客服", "找人工", "真人", "客服", "找工作人员")
+def hand_to_staff(inbound: Inbound, ctx: Context) -> Reply:
+    """Put the user on the staff's waiting list; staff answer from the console."""
+    db.request_human(ctx.db, inbound.openid, mask_text(inbound.text))
+    return Reply(text=ctx.library.answer_text("service.human"), topic="service.human", band="answer")
+
+
 # Topic id -> what the bot does when a question or menu entry lands on that topic.
 ACTIONS: dict[str, Callable[[Inbound, Context], Reply]] = {
     "service.contact": contact,
@@ -41,4 +50,5 @@ ACTIONS: dict[str, Callable[[Inbound, Context], Reply]] = {
     "service.apply-loan": registration.start_loan,
     "service.status": registration.show_status,
     "service.announcements": announcements,
+    "service.human": hand_to_staff,
 }

@@ -153,3 +153,12 @@ def test_yes_without_an_offer_is_not_a_form(chat):
     chat.say("菜单")
     reply = chat.say("好的")
     assert "课程" not in reply and "贷款申请" not in reply
+
+
+def test_asking_for_a_person_puts_user_on_staff_waiting_list(chat, app):
+    reply = chat.say("转人工")
+    assert "人工" in reply and "0000-12345678" in reply
+    chat.event("CLICK", "MENU_HUMAN")
+    chat.say("我要找个真人工作人员问问我的贷款")  # matched to service.human by the matcher
+    database = db.connect(app.extensions["bot"].settings.storage.database)
+    assert [r["openid"] for r in db.open_handoffs(database)] == [chat.openid]
