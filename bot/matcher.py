@@ -30,7 +30,7 @@ import cn2an
 import jieba
 from opencc import OpenCC
 from pypinyin import lazy_pinyin
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from bot.knowledge import KnowledgeBase, Topic
 from bot.settings import MatcherSettings
@@ -121,6 +121,8 @@ MAX_CANDIDATE_TOPICS = 12
 # share of the question the topic explains scales the result between COVER_FLOOR and 1.
 TAU = 5.0
 COVER_FLOOR = 0.7
+# Pinyin similarity (0-100) from which a question counts as repeating an example.
+NEAR_REPEAT = 60
 
 CN_NUMBER = re.compile(
     r"(?:[0-9]+(?:\.[0-9]+)?|[零一二两三四五六七八九十]+)[十百千万亿][零一二两三四五六七八九十百千万亿0-9]*"
@@ -246,6 +248,8 @@ class Matcher:
         self._topic_text: dict[str, str] = {}
         # Documents are stored topic by topic: topic id -> (first, end) document numbers.
         self._doc_range: dict[str, tuple[int, int]] = {}
+        # topic id -> (document number, pinyin) of its examples, for near-repeat scoring
+        self._example_sounds: dict[str, list[tuple[int, str]]] = {}
         for topic in kb.topics.values():
             first = len(self._docs)
             vocab: Counter[str] = Counter()
@@ -263,6 +267,9 @@ class Matcher:
                 vocab.update(features)
             self._vocab[topic.id] = vocab
             self._doc_range[topic.id] = (first, len(self._docs))
+            self._example_sounds[topic.id] = [
+                (n, self._docs[n].syllables) for n in range(first, len(self._docs))
+                if self._docs[n].kind == "example" and self._docs[n].syllables]
             self._keyword_features[topic.id] = frozenset(named)
             self._topic_text[topic.id] = "|".join(texts)
         # The inverted index: feature -> topics whose documents use it.
@@ -434,13 +441,12 @@ class Matcher:
 
     def _closest_example(self, analysis: _Analysis, topic_id: str, excluded: int | None) -> float:
         """How nearly the question repeats one of the topic's examples, by pinyin (0-100)."""
-        best = 0.0
-        for n in range(*self._doc_range[topic_id]):
-            doc = self._docs[n]
-            if n != excluded and doc.kind == "example" and doc.syllables:
-                best = max(best, fuzz.ratio(analysis.syllables, doc.syllables))
         # ratio of unrelated sentences is often 40-50; only near-repeats should count.
-        return max(0.0, (best - 60) * 2.5)
+        found = process.extractOne(
+            analysis.syllables,
+            [sound for n, sound in self._example_sounds[topic_id] if n != excluded],
+            scorer=fuzz.ratio, score_cutoff=NEAR_REPEAT)
+        return (found[1] - NEAR_REPEAT) * 2.5 if found else 0.0
 
 
 def _combine(evidence: float, cover: float) -> float:
