@@ -2,7 +2,7 @@
 
 Run on demand (takes a minute or two; not part of the tests):
 
-    python -m bench.matcher
+    python bench/matcher.py
 
 Prints median and p99 milliseconds per question for Matcher.match and for the baseline
 rapidfuzz.process.extractOne over every example question, on policies/ and on synthetic
@@ -21,12 +21,14 @@ from pathlib import Path
 
 from rapidfuzz import process
 
-from bench import synthetic_kb
-from bot.knowledge import load_knowledge
-from bot.matcher import Matcher
-from bot.settings import MatcherSettings
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import synthetic_kb  # noqa: E402  (after the path set-up)
+from bot.knowledge import load_knowledge  # noqa: E402
+from bot.matcher import Matcher  # noqa: E402
+from bot.settings import MatcherSettings  # noqa: E402
+
 SHIPPED = ROOT / "policies"
 SIZES = (1_000, 10_000)
 QUESTIONS_PER_BASE = 300
