@@ -426,6 +426,51 @@ def topic(topic_id: str) -> str | Response | tuple[str, int]:
         (400 if problems else 200)
 
 
+@bp.route("/knowledge/synonyms", methods=["GET", "POST"])
+def synonyms() -> str | Response | tuple[str, int]:
+    """Edit the synonym map: one line per term, "标准词 = 说法1，说法2"."""
+    library = runtime().library
+    problems: list[str] = []
+    current: dict[str, list[str]] = {}
+    for variant, term in library.kb.synonyms.items():
+        current.setdefault(term, []).append(variant)
+    text = "\n".join(f"{term} = {'，'.join(variants)}" for term, variants in current.items())
+    if request.method == "POST":
+        text = request.form.get("synonyms", "").replace("\r\n", "\n").strip()
+        parsed, problems = _parse_synonyms(text)
+        if not problems:
+            try:
+                knowledge_edit.save_synonyms(runtime().settings.matcher.policies_dir, _backup_dir(),
+                                             runtime().settings.matcher, parsed)
+            except knowledge_edit.EditError as exc:
+                problems = exc.problems
+            else:
+                library.reload()
+                record("编辑同义词", f"{len(parsed)} 个标准词")
+                flash("同义词已保存并生效。")
+                return redirect(url_for("console.synonyms"))
+    return render_template("console/synonyms.html", text=text, problems=problems), \
+        (400 if problems else 200)
+
+
+def _parse_synonyms(text: str) -> tuple[dict[str, list[str]], list[str]]:
+    """"标准词 = 说法1，说法2" lines -> {term: variants}, with problems named by line."""
+    parsed: dict[str, list[str]] = {}
+    problems = []
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        term, sep, rest = line.partition("=")
+        variants = [v.strip() for v in re.split(r"[，,、]", rest) if v.strip()]
+        if not sep or not term.strip() or not variants:
+            problems.append(f"第 {number} 行应写成“标准词 = 说法1，说法2”：{line.strip()}")
+        elif term.strip() in parsed:
+            problems.append(f"第 {number} 行：标准词“{term.strip()}”重复")
+        else:
+            parsed[term.strip()] = variants
+    return parsed, problems
+
+
 def _lines(text: str) -> list[str]:
     """One item per line, blank lines dropped."""
     return [item.strip() for item in text.split("\n") if item.strip()]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ from typing import Any
 
 import tomli_w
 
-from bot.knowledge import DETAIL_FIELDS, check_knowledge
+from bot.knowledge import DETAIL_FIELDS, SYNONYMS_FILE, check_knowledge
 from bot.settings import MatcherSettings
 
 EDITABLE_FIELDS = ("title", "answer", "keywords", "examples")
@@ -31,6 +32,7 @@ PACKED_ITEM_CHARS = 12
 PACKED_LINE_CHARS = 40
 _TABLE_HEADER = re.compile(r"^\s*\[")
 _LOCATION = re.compile(r"^[^:]*(?::\d+)?: ")
+_SYNONYM_LINE = re.compile(r'^"[^"]+"\s*=\s*\[.*\]\s*$')
 
 
 class EditError(Exception):
@@ -87,6 +89,47 @@ def _edit(policies_dir: Path, backup_dir: Path, settings: MatcherSettings, topic
         except OSError as exc:
             raise EditError([f"无法写入知识库文件 {file.name}：{exc.strerror}"]) from None
     return warnings
+
+
+def save_synonyms(policies_dir: Path, backup_dir: Path, settings: MatcherSettings,
+                  synonyms: dict[str, list[str]]) -> None:
+    """Replace the synonym map (canonical -> variants), editing synonyms.toml line by line.
+
+    Each canonical term is one `"term" = [...]` line, so changed terms are rewritten in
+    place, removed ones dropped and new ones appended: the file's grouping comments stay.
+    Raises EditError when the result has problems `policies check` did not report before.
+    """
+    file = Path(policies_dir) / SYNONYMS_FILE
+    with _edit_lock(backup_dir):
+        old_text = file.read_text(encoding="utf-8")
+        if tomllib.loads(old_text).get("synonyms") == synonyms:
+            return
+        kept: set[str] = set()
+        lines = []
+        for line in old_text.splitlines():
+            entry = _SYNONYM_LINE.match(line)
+            if entry is None:
+                lines.append(line)
+                continue
+            term = next(iter(tomllib.loads(line)))
+            if term in synonyms:
+                lines.append(_synonym_line(term, synonyms[term]))
+                kept.add(term)
+        lines += [_synonym_line(term, variants) for term, variants in synonyms.items()
+                  if term not in kept]
+        new_text = "\n".join(lines) + "\n"
+        _check(policies_dir, file.name, new_text, settings, [])
+        try:
+            _backup(file, old_text, backup_dir)
+            _write(file, new_text)
+        except OSError as exc:
+            raise EditError([f"无法写入知识库文件 {file.name}：{exc.strerror}"]) from None
+
+
+def _synonym_line(term: str, variants: list[str]) -> str:
+    """One `"term" = ["a", "b"]` line (JSON strings are valid TOML basic strings)."""
+    quoted = ", ".join(json.dumps(v, ensure_ascii=False) for v in variants)
+    return f"{json.dumps(term, ensure_ascii=False)} = [{quoted}]"
 
 
 def backups(backup_dir: Path) -> list[Path]:

@@ -635,3 +635,47 @@ def test_export_downloads_every_application_and_is_audited(reg_client, fmt):
         refs = [row[0].value for row in sheet.iter_rows(min_row=2)]
         assert sorted(refs) == sorted([px, dk])
     assert "导出申请" in reg_client.get("/admin/audit").get_data(as_text=True)
+
+
+# --- synonyms ------------------------------------------------------------------------
+
+
+def synonyms_form(client) -> dict[str, str]:
+    import html as html_lib
+    page = client.get("/admin/knowledge/synonyms").get_data(as_text=True)
+    text = re.search(r'<textarea name="synonyms"[^>]*>(.*?)</textarea>', page, re.S).group(1)
+    return {"synonyms": html_lib.unescape(text), "csrf_token": csrf_from(page)}
+
+
+def test_new_dialect_word_is_understood_at_once_and_file_keeps_its_comments(kb_client, tmp_path):
+    file = tmp_path / "policies" / "synonyms.toml"
+    before = file.read_text(encoding="utf-8")
+    library = kb_client.application.extensions["bot"].library
+    assert library.match("学本事要钱不").band != "answer"
+    form = synonyms_form(kb_client)
+    assert "贷款 = 借钱" in form["synonyms"]
+    form["synonyms"] = form["synonyms"].replace("培训 = 学手艺", "培训 = 学本事，学手艺")
+    assert kb_client.post("/admin/knowledge/synonyms", data=form).status_code == 302
+    after = file.read_text(encoding="utf-8")
+    assert '"学本事"' in after
+    assert [l for l in after.splitlines() if l.startswith("#")] == \
+        [l for l in before.splitlines() if l.startswith("#")]
+    assert list((tmp_path / "backups" / "policies").glob("synonyms.*.toml"))
+    assert library.match("学本事要钱不").topic_id == "support.training"
+    assert "编辑同义词" in kb_client.get("/admin/audit").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("贷款 借钱", "第 1 行"),
+    ("贷款 = 借钱\n培训 = 借钱", "同时是"),
+    ("贷款 = 借钱\n贷款 = 代款", "重复"),
+])
+def test_bad_synonyms_are_refused_and_nothing_changes(kb_client, tmp_path, text, problem):
+    file = tmp_path / "policies" / "synonyms.toml"
+    before = file.read_text(encoding="utf-8")
+    form = synonyms_form(kb_client)
+    form["synonyms"] = text
+    resp = kb_client.post("/admin/knowledge/synonyms", data=form)
+    assert resp.status_code == 400 and problem in resp.get_data(as_text=True)
+    assert file.read_text(encoding="utf-8") == before
+
