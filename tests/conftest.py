@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import functools
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,13 @@ def wechat_api():
     api = FakeWeChat().start()
     yield api
     api.stop()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
+    """Poll until predicate() is true (background delivery, other processes)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False

@@ -4,16 +4,7 @@ from __future__ import annotations
 import time
 
 from bot import db, outbox
-from tests.conftest import create_app
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+from tests.conftest import create_app, wait_for
 
 
 def test_restarted_service_finishes_a_job_left_unsent(settings):

@@ -17,7 +17,7 @@ from bot import create_app, db, outbox
 from bot.cli import cli
 from bot.outbox import PushSender as Sender
 from tests import wx
-from tests.conftest import ROOT, make_settings
+from tests.conftest import ROOT, make_settings, wait_for
 from tests.fake_wechat import CUSTOM, MASS, TEMPLATE
 
 HOUR = 3600.0
@@ -339,15 +339,6 @@ def test_announce_no_wait_sends_in_the_background(tmp_path, wechat_api):
     assert "送达 5 人" in status.output
 
 
-def wait_for(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 @pytest.mark.parametrize("channel,path,held", [("template", CUSTOM, 4), ("mass", MASS, 1)])
 def test_killed_job_resumes_and_no_one_gets_it_twice(tmp_path, wechat_api, channel, path, held):
     config = write_config(tmp_path, wechat_api.url, fallback_channel=channel)
@@ -359,7 +350,7 @@ def test_killed_job_resumes_and_no_one_gets_it_twice(tmp_path, wechat_api, chann
     proc = subprocess.Popen([sys.executable, "run.py", "--config", str(config), "announce",
                              "--text", "重要通知"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert wait_for(lambda: wechat_api.held >= held)
+    assert wait_for(lambda: wechat_api.held >= held, timeout=30.0)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     wechat_api.release()

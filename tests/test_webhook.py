@@ -11,7 +11,7 @@ import pytest
 
 from bot import db
 from tests import wx
-from tests.conftest import Chat, create_app, make_settings
+from tests.conftest import Chat, create_app, make_settings, wait_for
 from tests.fake_wechat import FakeWeChat
 
 MENU_MARK = "请回复数字选择"
@@ -191,15 +191,6 @@ def slow_down(app, seconds):
         time.sleep(seconds)
         return original(inbound, ctx)
     runtime.router.dispatch = slow
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_slow_answer_goes_out_later_in_demo_mode(tmp_path):
