@@ -153,7 +153,8 @@ def test_unrelated_chatter_is_unknown(matcher):
 def test_odd_input_is_handled_quickly(matcher, question):
     start = time.perf_counter()
     found = matcher.match(question)
-    assert time.perf_counter() - start < 0.2
+    # Not a speed test (bench/ measures speed): long input must be cut, not scanned whole.
+    assert time.perf_counter() - start < 2.0
     assert found.band in ("answer", "suggest", "unknown")
     assert 0 <= found.score <= 100
 

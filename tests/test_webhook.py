@@ -196,11 +196,12 @@ def slow_down(app, seconds):
 def test_slow_answer_goes_out_later_in_demo_mode(tmp_path):
     settings = make_settings(tmp_path, wechat={"reply_budget_seconds": 0.2})
     app = create_app(settings)
-    slow_down(app, 0.6)
+    slow_down(app, 2.0)
     chat = Chat(app.test_client(), "o-slow")
     started = time.time()
     resp = chat.post(wx.text_xml("o-slow", "菜单", msg_id=99))
-    assert resp.get_data(as_text=True) == "success" and time.time() - started < 0.5
+    # "success" comes back without waiting for the slow handler (WeChat gives up at 5 s).
+    assert resp.get_data(as_text=True) == "success" and time.time() - started < 1.5
     database = db.connect(settings.storage.database)
     assert wait_for(lambda: db.inbox_since(database, "o-slow", 0))
     assert MENU_MARK in db.inbox_since(database, "o-slow", 0)[0]["text"]
@@ -276,7 +277,7 @@ def test_bad_bodies_get_4xx_quickly_and_service_keeps_answering(client, chat, bo
     started = time.time()
     resp = post(client, body)
     assert 400 <= resp.status_code < 500
-    assert time.time() - started < 1.0
+    assert time.time() - started < 5.0  # refused, not expanded or left hanging
     assert "root:" not in resp.get_data(as_text=True)
     assert MENU_MARK in chat.say("菜单")
 
