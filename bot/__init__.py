@@ -8,7 +8,7 @@ from flask import Flask, current_app, g
 from sqlite_utils import Database
 
 from bot.library import Library
-from bot.privacy import RedactingFilter
+from bot.privacy import RedactingFormatter
 from bot.runtime import Runtime
 from bot.settings import Settings
 
@@ -60,7 +60,6 @@ def configure_logging() -> None:
         return
     handler = logging.StreamHandler(sys.stderr)
     handler._cyt = True  # type: ignore[attr-defined]
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.INFO)

@@ -32,13 +32,11 @@ def mask_text(text: str) -> str:
     return _PHONE.sub(lambda m: mask_phone(re.sub(r"[\s\-]", "", m.group())), text)
 
 
-class RedactingFilter(logging.Filter):
-    """Logging filter that masks phone and ID numbers in every record."""
+class RedactingFormatter(logging.Formatter):
+    """Masks phone and ID numbers in each finished log line, tracebacks included."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = mask_text(record.getMessage())
-        record.args = None
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_text(super().format(record))
 
 
 class Vault:

@@ -313,3 +313,18 @@ def test_simulator_send_goes_through_webhook(client, app):
     assert MENU_MARK in resp.get_json()["reply"]
     database = db.connect(app.extensions["bot"].settings.storage.database)
     assert database["messages"].count == 1
+
+
+def test_crash_traceback_in_the_log_has_no_phone_or_id(app, chat, caplog):
+    import logging
+    runtime = app.extensions["bot"]
+
+    def leaky(inbound, ctx):
+        raise ValueError(f"bad input {inbound.text}")
+    runtime.router.routes.insert(0, (lambda m: m.text.startswith("我的电话"), leaky))
+    chat.say("我的电话13812345678 身份证11010519491231002X")
+    # Format the record the way the service's stderr handler does.
+    ours = next(h for h in logging.getLogger().handlers if getattr(h, "_cyt", False))
+    line = ours.format(next(r for r in caplog.records if r.exc_info))
+    assert "ValueError" in line and "138****5678" in line
+    assert "13812345678" not in line and "11010519491231002X" not in line
