@@ -45,6 +45,15 @@ def staff_client(app, client):
     return client
 
 
+def signed_in(app):
+    """A test client of app, signed in as a new staff member (the app at client.application)."""
+    client = app.test_client()
+    add_staff(app)
+    sign_in(client)
+    client.application = app
+    return client
+
+
 def page_token(client, path: str = "/admin/") -> str:
     return csrf_from(client.get(path).get_data(as_text=True))
 
@@ -348,11 +357,7 @@ def kb_client(tmp_path):
     from tests.conftest import create_app
     shutil.copytree(ROOT / "policies", tmp_path / "policies")
     app = create_app(make_settings(tmp_path, matcher={"policies_dir": str(tmp_path / "policies")}))
-    client = app.test_client()
-    add_staff(app)
-    sign_in(client)
-    client.application = app
-    yield client
+    yield signed_in(app)
     app.extensions["bot"].close()
 
 
@@ -549,11 +554,7 @@ def reg_client(tmp_path):
     from tests.conftest import create_app
     from tests.test_registration import COURSES
     app = create_app(make_settings(tmp_path, courses=COURSES))
-    client = app.test_client()
-    add_staff(app)
-    sign_in(client)
-    client.application = app
-    yield client
+    yield signed_in(app)
     app.extensions["bot"].close()
 
 
