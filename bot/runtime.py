@@ -96,13 +96,9 @@ class Runtime:
                     return Reply.empty()
             return future.result()
 
-    def handle(self, inbound: Inbound) -> Reply:
-        """Answer synchronously, recording the reply (the CLI chat uses this)."""
-        return self._handle(inbound, _Job())
-
     def _handle(self, inbound: Inbound, job: _Job) -> Reply:
         database = self.connect()
-        if inbound.kind != "event" or inbound.event not in ("unsubscribe",):
+        if not (inbound.kind == "event" and inbound.event == "unsubscribe"):
             storage.touch_subscriber(database, inbound.openid)
         reply = self.router.dispatch(inbound, self.context(database))
         with job.lock:
