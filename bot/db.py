@@ -261,33 +261,6 @@ def inbox_since(db: Database, openid: str, after_id: int) -> list[dict[str, Any]
                          " ORDER BY id", [openid, after_id]))
 
 
-# --- key/value with expiry (access token cache) ----------------------------------------
-
-
-def kv_get(db: Database, key: str) -> str | None:
-    """A stored value, or None when absent or expired."""
-    row = db.conn.execute("SELECT value, expires_at FROM kv WHERE key = ?", (key,)).fetchone()
-    if row is None or (row[1] is not None and row[1] <= now()):
-        return None
-    return row[0]
-
-
-def kv_set(db: Database, key: str, value: str, ttl: float | None = None) -> None:
-    """Store a value, optionally expiring after ttl seconds."""
-    db.conn.execute(
-        "INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE"
-        " SET value = excluded.value, expires_at = excluded.expires_at",
-        (key, value, None if ttl is None else now() + ttl),
-    )
-    db.conn.commit()
-
-
-def kv_delete(db: Database, key: str) -> None:
-    """Remove a stored value."""
-    db.conn.execute("DELETE FROM kv WHERE key = ?", (key,))
-    db.conn.commit()
-
-
 # --- unanswered questions --------------------------------------------------------------
 
 
@@ -547,6 +520,12 @@ def kv_put(db: Database, key: str, value: str, expires_at: float | None) -> None
         " SET value = excluded.value, expires_at = excluded.expires_at",
         (key, value, expires_at),
     )
+
+
+def kv_delete(db: Database, key: str) -> None:
+    """Remove a stored value."""
+    db.conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+    db.conn.commit()
 
 
 def kv_delete_if(db: Database, key: str, value: str) -> bool:

@@ -132,11 +132,6 @@ def _synonym_line(term: str, variants: list[str]) -> str:
     return f"{json.dumps(term, ensure_ascii=False)} = [{quoted}]"
 
 
-def backups(backup_dir: Path) -> list[Path]:
-    """Saved previous versions, newest first."""
-    return sorted(Path(backup_dir).glob("*.toml"), key=lambda p: p.name, reverse=True)
-
-
 def _apply(table: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     new = dict(table)
     for key in EDITABLE_FIELDS:
