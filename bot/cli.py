@@ -1,6 +1,8 @@
 """Command line: `python run.py [--config F] COMMAND`. Settings are loaded once into ctx.obj."""
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -210,29 +212,44 @@ def staff() -> None:
     """Staff accounts for the web console at /admin."""
 
 
+def _new_password_hash(label: str) -> str:
+    """Ask for a password twice (hidden) and return its slow hash."""
+    from werkzeug.security import generate_password_hash
+
+    password = click.prompt(label, hide_input=True, confirmation_prompt=f"再输入一次{label}")
+    if len(password) < 8:
+        raise click.ClickException("密码至少 8 个字符")
+    return generate_password_hash(password)
+
+
+@contextlib.contextmanager
+def _staff_db(settings: Settings) -> Iterator[Any]:
+    """The migrated database, closed afterwards."""
+    from bot import db
+
+    db.migrate(settings.storage.database)
+    database = db.connect(settings.storage.database)
+    try:
+        yield database
+    finally:
+        database.close()
+
+
 @staff.command("add")
 @click.argument("name")
 @click.pass_obj
 def staff_add(settings: Settings, name: str) -> None:
     """Create a console account; asks for the password twice. Example: python run.py staff add wang"""
-    from werkzeug.security import generate_password_hash
-
     from bot import db
 
     name = name.strip()
     if not name or len(name) > 64:
         raise click.ClickException("用户名不能为空，且不超过 64 个字符")
-    password = click.prompt("密码", hide_input=True, confirmation_prompt="再输入一次密码")
-    if len(password) < 8:
-        raise click.ClickException("密码至少 8 个字符")
-    db.migrate(settings.storage.database)
-    database = db.connect(settings.storage.database)
-    try:
-        if not db.add_staff(database, name, generate_password_hash(password)):
+    password_hash = _new_password_hash("密码")
+    with _staff_db(settings) as database:
+        if not db.add_staff(database, name, password_hash):
             raise click.ClickException(f"用户名 {name} 已存在")
         db.audit(database, "cli", "创建后台账号", name)
-    finally:
-        database.close()
     click.echo(f"已创建后台账号 {name}，登录地址 /admin")
 
 
@@ -241,22 +258,14 @@ def staff_add(settings: Settings, name: str) -> None:
 @click.pass_obj
 def staff_password(settings: Settings, name: str) -> None:
     """Set a new console password (also lifts a sign-in lock). Example: python run.py staff password wang"""
-    from werkzeug.security import generate_password_hash
-
     from bot import db
 
-    password = click.prompt("新密码", hide_input=True, confirmation_prompt="再输入一次新密码")
-    if len(password) < 8:
-        raise click.ClickException("密码至少 8 个字符")
-    db.migrate(settings.storage.database)
-    database = db.connect(settings.storage.database)
-    try:
-        if not db.set_staff_password(database, name, generate_password_hash(password)):
+    password_hash = _new_password_hash("新密码")
+    with _staff_db(settings) as database:
+        if not db.set_staff_password(database, name, password_hash):
             raise click.ClickException(f"没有后台账号 {name}")
         db.record_login_success(database, name)
         db.audit(database, "cli", "重设后台密码", name)
-    finally:
-        database.close()
     click.echo(f"已为 {name} 设置新密码")
 
 
