@@ -250,6 +250,10 @@ class Matcher:
         self._doc_range: dict[str, tuple[int, int]] = {}
         # topic id -> (document number, pinyin) of its examples, for near-repeat scoring
         self._example_sounds: dict[str, list[tuple[int, str]]] = {}
+        self._sounds_only: dict[str, list[str]] = {}
+        # topic id -> feature -> (evidence, explained) factors, computed once: scoring a
+        # question is then a set intersection and a few multiplications per topic.
+        self._factors: dict[str, dict[str, tuple[float, float]]] = {}
         for topic in kb.topics.values():
             first = len(self._docs)
             vocab: Counter[str] = Counter()
@@ -272,6 +276,8 @@ class Matcher:
                 if self._docs[n].kind == "example" and self._docs[n].syllables]
             self._keyword_features[topic.id] = frozenset(named)
             self._topic_text[topic.id] = "|".join(texts)
+            self._factors[topic.id] = _factors(vocab, self._keyword_features[topic.id], frozenset())
+            self._sounds_only[topic.id] = [sound for _, sound in self._example_sounds[topic.id]]
         # The inverted index: feature -> topics whose documents use it.
         self._postings: dict[str, list[str]] = defaultdict(list)
         for topic_id, vocab in self._vocab.items():
@@ -415,23 +421,17 @@ class Matcher:
         left_out = self._docs[excluded] if excluded is not None else None
         scores = {}
         for topic_id in topic_ids:
-            vocab = self._vocab[topic_id]
-            removed = left_out.features if left_out and left_out.topic_id == topic_id else frozenset()
-            named = self._keyword_features[topic_id]
+            factors = self._factors[topic_id]
+            if left_out is not None and left_out.topic_id == topic_id:
+                factors = _factors(self._vocab[topic_id], self._keyword_features[topic_id],
+                                   left_out.features)
             evidence = 0.0
             explained = 0.0
-            for feature, weight in weights.items():
-                uses = vocab.get(feature, 0) - (feature in removed)
-                if uses <= 0:
-                    continue
-                if feature in named:
-                    explained += weight
-                    evidence += weight * KEYWORD_BOOST
-                else:
-                    # A word in one example may be incidental; in several, it is the topic's.
-                    weight *= min(1.0, EXAMPLE_STRENGTH + (1 - EXAMPLE_STRENGTH) * (uses - 1) / 2)
-                    explained += weight
-                    evidence += weight
+            for feature in weights.keys() & factors.keys():
+                weight = weights[feature]
+                for_evidence, for_cover = factors[feature]
+                evidence += weight * for_evidence
+                explained += weight * for_cover
             score = max(_combine(evidence, explained / total),
                         self._closest_example(analysis, topic_id, excluded))
             if any(cue not in self._topic_text[topic_id] for cue in cues):
@@ -444,9 +444,30 @@ class Matcher:
         # ratio of unrelated sentences is often 40-50; only near-repeats should count.
         found = process.extractOne(
             analysis.syllables,
+            self._sounds_only[topic_id] if excluded is None else
             [sound for n, sound in self._example_sounds[topic_id] if n != excluded],
             scorer=fuzz.ratio, score_cutoff=NEAR_REPEAT)
         return (found[1] - NEAR_REPEAT) * 2.5 if found else 0.0
+
+
+def _factors(vocab: Counter[str], named: frozenset[str],
+             removed: frozenset[str]) -> dict[str, tuple[float, float]]:
+    """Per feature of a topic: what a unit of its weight adds to evidence and to cover.
+
+    Terms the topic names count KEYWORD_BOOST as evidence; a word in one example may be
+    incidental, in several it is the topic's. removed: a left-out example's features.
+    """
+    factors = {}
+    for feature, uses in vocab.items():
+        uses -= feature in removed
+        if uses <= 0:
+            continue
+        if feature in named:
+            factors[feature] = (KEYWORD_BOOST, 1.0)
+        else:
+            strength = min(1.0, EXAMPLE_STRENGTH + (1 - EXAMPLE_STRENGTH) * (uses - 1) / 2)
+            factors[feature] = (strength, strength)
+    return factors
 
 
 def _combine(evidence: float, cover: float) -> float:
