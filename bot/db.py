@@ -2,7 +2,8 @@
 
 All processes (gunicorn workers, the CLI) share one database file in WAL mode; writes that
 read before they write take the lock up front (BEGIN IMMEDIATE) so concurrent workers
-queue instead of failing.
+queue instead of failing. Each verb commits its own writes, except inside transaction(),
+which commits everything a message wrote at once.
 """
 from __future__ import annotations
 
@@ -23,11 +24,16 @@ from sqlite_utils.migrations import Migrations
 migrations = Migrations("chuangyetong")
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that knows whether a transaction() is open on it."""
+    batched = False
+
+
 def connect(path: str | Path) -> Database:
     """Open the database file (creating its folder) with settings safe for many processes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, factory=_Connection)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=30000")
@@ -50,15 +56,57 @@ def migrate(path: str | Path) -> None:
 
 @contextlib.contextmanager
 def immediate(db: Database) -> Iterator[Database]:
-    """A write transaction that takes the write lock at once (read-then-write safety)."""
-    db.conn.execute("BEGIN IMMEDIATE")
+    """A write transaction that takes the write lock at once (read-then-write safety).
+
+    Inside transaction() it becomes a savepoint of the open transaction, which then holds
+    the write lock until that transaction commits.
+    """
+    conn = db.conn
+    if not conn.batched:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return
+    if not conn.in_transaction:
+        conn.execute("BEGIN IMMEDIATE")
+    conn.execute("SAVEPOINT immediate")
     try:
         yield db
     except BaseException:
-        db.conn.execute("ROLLBACK")
+        conn.execute("ROLLBACK TO immediate")
+        conn.execute("RELEASE immediate")
+        raise
+    conn.execute("RELEASE immediate")
+
+
+@contextlib.contextmanager
+def transaction(db: Database) -> Iterator[Database]:
+    """One commit for all the writes inside (a message's state, log and reply).
+
+    The write lock is taken by the first write, not on entry, so the reading and matching
+    before it run beside other processes' writes. Not reentrant.
+    """
+    conn = db.conn
+    conn.batched = True
+    try:
+        yield db
+    except BaseException:
+        conn.rollback()
         raise
     else:
-        db.conn.execute("COMMIT")
+        conn.commit()
+    finally:
+        conn.batched = False
+
+
+def _commit(db: Database) -> None:
+    """End a verb's write: commit it, unless a transaction() commits later."""
+    if not db.conn.batched:
+        db.conn.commit()
 
 
 def now() -> float:
@@ -127,7 +175,7 @@ def remember_message(db: Database, key: str, openid: str, msg_id: str, msg_type:
             " received_at) VALUES (?, ?, ?, ?, ?, 'processing', ?)",
             (key, openid, msg_id, msg_type, content, now()),
         )
-        db.conn.commit()
+        _commit(db)
         return None
     except sqlite3.IntegrityError:
         row = db.conn.execute(
@@ -144,7 +192,7 @@ def record_reply(db: Database, key: str, reply: str, reply_kind: str, topic: str
         " latency_ms = (? - received_at) * 1000 WHERE dedupe_key = ?",
         (reply, reply_kind, topic, band, state, now(), key),
     )
-    db.conn.commit()
+    _commit(db)
 
 
 def recent_messages(db: Database, openid: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -180,7 +228,7 @@ def touch_subscriber(db: Database, openid: str, subscribed: bool | None = None) 
     elif subscribed is False:
         db.conn.execute("UPDATE subscribers SET subscribed = 0, unsubscribed_at = ? WHERE openid = ?",
                         (t, openid))
-    db.conn.commit()
+    _commit(db)
 
 
 # --- per-user state ------------------------------------------------------------------
@@ -199,7 +247,7 @@ def save_state(db: Database, openid: str, state: dict[str, Any]) -> None:
         " ON CONFLICT(openid) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
         (openid, json.dumps(state, ensure_ascii=False), now()),
     )
-    db.conn.commit()
+    _commit(db)
 
 
 # --- outbox and simulator inbox ------------------------------------------------------
@@ -212,7 +260,7 @@ def enqueue_message(db: Database, openid: str, text: str, source: str) -> int:
         " VALUES (?, ?, ?, 'pending', 0, ?, ?)",
         (openid, text, source, now(), now()),
     )
-    db.conn.commit()
+    _commit(db)
     return int(cur.lastrowid)
 
 
@@ -245,14 +293,14 @@ def finish_outbox(db: Database, row_id: int, errcode: int = 0, error: str = "",
             ("failed" if give_up else "pending", attempts, errcode, error,
              now() + (retry_in or 0), row_id),
         )
-    db.conn.commit()
+    _commit(db)
 
 
 def add_to_inbox(db: Database, openid: str, text: str) -> None:
     """Deliver a pushed message to the simulator (demo mode)."""
     db.conn.execute("INSERT INTO inbox (openid, text, created_at) VALUES (?, ?, ?)",
                     (openid, text, now()))
-    db.conn.commit()
+    _commit(db)
 
 
 def inbox_since(db: Database, openid: str, after_id: int) -> list[dict[str, Any]]:
@@ -272,7 +320,7 @@ def record_unanswered(db: Database, openid: str, question: str, band: str,
         " VALUES (?, ?, ?, ?, ?, 'open', ?)",
         (openid, question, band, best_topic, score, now()),
     )
-    db.conn.commit()
+    _commit(db)
 
 
 # --- registration: dialogues, applications, status history -----------------------------
@@ -325,19 +373,32 @@ def load_dialogues(db: Database, openid: str) -> list[dict[str, Any]]:
                          [openid]))
 
 
+def dialogue_standings(db: Database, openid: str) -> list[dict[str, Any]]:
+    """The clear-text columns of the user's dialogues, most recently touched first."""
+    return list(db.query("SELECT openid, form, step, status, updated_at FROM dialogues"
+                         " WHERE openid = ? ORDER BY updated_at DESC", [openid]))
+
+
+def set_dialogue_status(db: Database, openid: str, form: str, status: str, at: float) -> None:
+    """Change a dialogue's status and touched time only."""
+    db.conn.execute("UPDATE dialogues SET status = ?, updated_at = ? WHERE openid = ? AND form = ?",
+                    (status, at, openid, form))
+    _commit(db)
+
+
 def save_dialogue(db: Database, row: dict[str, Any]) -> None:
     """Insert or replace one dialogue row (keyed by openid and form)."""
     db.conn.execute(
         "INSERT OR REPLACE INTO dialogues (openid, form, step, status, attempts, data,"
         " started_at, updated_at) VALUES (:openid, :form, :step, :status, :attempts, :data,"
         " :started_at, :updated_at)", row)
-    db.conn.commit()
+    _commit(db)
 
 
 def delete_dialogue(db: Database, openid: str, form: str) -> None:
     """Forget one dialogue."""
     db.conn.execute("DELETE FROM dialogues WHERE openid = ? AND form = ?", (openid, form))
-    db.conn.commit()
+    _commit(db)
 
 
 def load_profile(db: Database, openid: str) -> str | None:
@@ -352,7 +413,7 @@ def save_profile(db: Database, openid: str, token: str, at: float) -> None:
         "INSERT INTO profiles (openid, data, updated_at) VALUES (?, ?, ?) ON CONFLICT(openid)"
         " DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
         (openid, token, at))
-    db.conn.commit()
+    _commit(db)
 
 
 @dataclass(frozen=True)
@@ -525,7 +586,7 @@ def kv_put(db: Database, key: str, value: str, expires_at: float | None) -> None
 def kv_delete(db: Database, key: str) -> None:
     """Remove a stored value."""
     db.conn.execute("DELETE FROM kv WHERE key = ?", (key,))
-    db.conn.commit()
+    _commit(db)
 
 
 def kv_delete_if(db: Database, key: str, value: str) -> bool:
@@ -586,7 +647,7 @@ def add_announcement(db: Database, text: str, url: str, audience: str, created_b
     cur = db.conn.execute(
         "INSERT INTO announcements (text, url, audience, created_by, created_at)"
         " VALUES (?, ?, ?, ?, ?)", (text, url, audience, created_by, now()))
-    db.conn.commit()
+    _commit(db)
     return int(cur.lastrowid)
 
 
@@ -703,14 +764,14 @@ def renew_push_job(db: Database, job_id: int, runner: str, lease_seconds: float)
     cur = db.conn.execute(
         "UPDATE push_jobs SET lease_until = ? WHERE id = ? AND runner = ? AND status = 'running'",
         (now() + lease_seconds, job_id, runner))
-    db.conn.commit()
+    _commit(db)
     return cur.rowcount > 0
 
 
 def set_push_job_error(db: Database, job_id: int, error: str) -> None:
     """Note why a job could not send at all (e.g. no access token); '' clears it."""
     db.conn.execute("UPDATE push_jobs SET error = ? WHERE id = ?", (error, job_id))
-    db.conn.commit()
+    _commit(db)
 
 
 def release_push_job(db: Database, job_id: int, runner: str) -> str:
@@ -900,7 +961,7 @@ def mark_unsubscribed(db: Database, openid: str) -> None:
     """WeChat says the user no longer follows the account (43004)."""
     db.conn.execute("UPDATE subscribers SET subscribed = 0, unsubscribed_at = ? WHERE openid = ?",
                     (now(), openid))
-    db.conn.commit()
+    _commit(db)
 
 
 def quota_used(db: Database, day: str) -> int:
@@ -955,7 +1016,7 @@ def add_staff(db: Database, username: str, password_hash: str) -> bool:
                         (username, password_hash, now()))
     except sqlite3.IntegrityError:
         return False
-    db.conn.commit()
+    _commit(db)
     return True
 
 
@@ -963,7 +1024,7 @@ def set_staff_password(db: Database, username: str, password_hash: str) -> bool:
     """Replace a staff member's password hash and end their sessions; False if no such account."""
     cur = db.conn.execute("UPDATE staff SET password_hash = ?, sessions_valid_after = ?"
                           " WHERE username = ?", (password_hash, now(), username))
-    db.conn.commit()
+    _commit(db)
     return cur.rowcount > 0
 
 
@@ -976,7 +1037,7 @@ def get_staff(db: Database, username: str) -> dict[str, Any] | None:
 def end_sessions(db: Database, username: str) -> None:
     """Refuse every session the staff member signed in with so far (sign-out)."""
     db.conn.execute("UPDATE staff SET sessions_valid_after = ? WHERE username = ?", (now(), username))
-    db.conn.commit()
+    _commit(db)
 
 
 def locked_until(db: Database, username: str) -> float | None:
@@ -1008,14 +1069,14 @@ def record_login_success(db: Database, username: str) -> None:
     """Clear a user name's failures and note the sign-in time."""
     db.conn.execute("DELETE FROM login_failures WHERE username = ?", (username,))
     db.conn.execute("UPDATE staff SET last_login_at = ? WHERE username = ?", (now(), username))
-    db.conn.commit()
+    _commit(db)
 
 
 def audit(db: Database, staff: str, action: str, detail: str = "") -> None:
     """Write one staff action to the audit log."""
     db.conn.execute("INSERT INTO audit_log (staff, action, detail, created_at) VALUES (?, ?, ?, ?)",
                     (staff, action, detail, now()))
-    db.conn.commit()
+    _commit(db)
 
 
 def audit_entries(db: Database, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
@@ -1049,7 +1110,7 @@ def close_handoff(db: Database, openid: str, staff: str) -> int:
     cur = db.conn.execute(
         "UPDATE handoffs SET status = 'closed', closed_at = ?, closed_by = ?"
         " WHERE openid = ? AND status = 'open'", (now(), staff, openid))
-    db.conn.commit()
+    _commit(db)
     return cur.rowcount
 
 
@@ -1107,7 +1168,7 @@ def close_unanswered(db: Database, ids: list[int], status: str) -> int:
     marks = ",".join("?" * len(ids))
     cur = db.conn.execute(f"UPDATE unanswered SET status = ? WHERE status = 'open' AND id IN ({marks})",
                           [status, *ids])
-    db.conn.commit()
+    _commit(db)
     return cur.rowcount
 
 

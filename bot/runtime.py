@@ -98,16 +98,21 @@ class Runtime:
 
     def _handle(self, inbound: Inbound, job: _Job) -> Reply:
         database = self.connect()
-        if not (inbound.kind == "event" and inbound.event == "unsubscribe"):
-            storage.touch_subscriber(database, inbound.openid)
-        reply = self.router.dispatch(inbound, self.context(database))
-        with job.lock:
-            job.finished = True
-            deferred = job.deferred
-        storage.record_reply(database, inbound.dedupe_key, mask_text(reply.text), reply.kind,
-                             reply.topic, reply.band, "deferred" if deferred else "replied")
-        if deferred and reply.kind == "text" and reply.text:
-            storage.enqueue_message(database, inbound.openid, reply.text, "late-reply")
+        # One commit for everything the message changes: fewer commits, and a shorter
+        # hold of the write lock the other workers wait for.
+        with storage.transaction(database):
+            reply = self.router.dispatch(inbound, self.context(database))
+            with job.lock:
+                job.finished = True
+                deferred = job.deferred
+            if not (inbound.kind == "event" and inbound.event == "unsubscribe"):
+                storage.touch_subscriber(database, inbound.openid)
+            storage.record_reply(database, inbound.dedupe_key, mask_text(reply.text), reply.kind,
+                                 reply.topic, reply.band, "deferred" if deferred else "replied")
+            late = deferred and reply.kind == "text" and bool(reply.text)
+            if late:
+                storage.enqueue_message(database, inbound.openid, reply.text, "late-reply")
+        if late:
             self.deliver_pending()
         return reply
 

@@ -131,20 +131,19 @@ def tidy_forms(inbound: Inbound, ctx: Context, reply: Reply) -> Reply:
     settings = ctx.settings.dialogue
     now = ctx.now()
     notes = []
-    for d in engine.load_all(ctx.db, ctx.vault, inbound.openid):
+    for d in engine.standings(ctx.db, inbound.openid):
         if not engine.is_resumable(d, now, settings.resume_hours * 3600):
             if d.status == engine.ACTIVE:
                 notes.append(f"您之前没填完的{TITLE[d.form]}已经过期，需要的话请重新开始。")
             engine.drop(ctx.db, d)
         elif engine.is_idle(d, now, settings.timeout_minutes * 60):
-            d.status = engine.EXPIRED
-            engine.save(ctx.db, ctx.vault, d, d.updated_at)  # the resume window runs from the last answer
+            # The resume window runs from the last answer.
+            engine.set_status(ctx.db, d, engine.EXPIRED, d.updated_at)
             where = "确认提交" if d.step == SUMMARY else f"“{_short_label(d)}”"
             notes.append(f"您的{TITLE[d.form]}超过{settings.timeout_minutes}分钟没有回复，已经暂停。"
                          f"{settings.resume_hours}小时内回复“{RESUME_WORD[d.form]}”，可以从{where}接着填。")
         elif d.status == engine.ACTIVE and _plain(inbound.text) in MENU_WORDS:
-            d.status = engine.PAUSED
-            engine.save(ctx.db, ctx.vault, d, now)
+            engine.set_status(ctx.db, d, engine.PAUSED, now)
             reply = reply.with_text(reply.text + f"\n\n（{TITLE[d.form]}已暂停，"
                                                  f"回复“{RESUME_WORD[d.form]}”可接着填。）")
     if notes:
@@ -385,7 +384,7 @@ def _prompt(d: Dialogue, ctx: Context) -> str:
     return FORMS[d.form].field(d.step).prompt(ctx, d)
 
 
-def _short_label(d: Dialogue) -> str:
+def _short_label(d: Dialogue | engine.Standing) -> str:
     field = FORMS[d.form].field(d.step)
     return field.label or "上次的问题"
 
