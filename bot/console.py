@@ -18,9 +18,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from flask import (Blueprint, Response, abort, flash, g, jsonify, redirect, render_template,
-                   request, send_file, session, url_for)
+from flask import (Blueprint, Flask, Request, Response, abort, flash, g, jsonify, redirect,
+                   render_template, request, send_file, session, url_for)
 from flask.sansio.blueprints import BlueprintSetupState
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from rapidfuzz import fuzz, process
 from werkzeug.exceptions import HTTPException
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -52,12 +53,23 @@ def configure_sessions(state: BlueprintSetupState) -> None:
     """Session cookies: signed with [console] secret_key (or a generated one), HttpOnly, Lax."""
     app = state.app
     settings = app.extensions["bot"].settings
+    app.session_interface = _ConsoleSessions()
     app.secret_key = load_or_create_key(settings.console.secret_key,
                                         settings.data_dir / "console.key")
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_NAME="cyt_console",
                       PERMANENT_SESSION_LIFETIME=timedelta(hours=12))
     app.jinja_env.filters["when"] = format_time
+
+
+class _ConsoleSessions(SecureCookieSessionInterface):
+    """Only the console has sessions: other paths, the webhook above all, get Flask's null
+    session instead of a cookie signer built for every message."""
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        if not request.path.startswith(bp.url_prefix):
+            return None
+        return super().open_session(app, request)
 
 
 def format_time(timestamp: float | None) -> str:
