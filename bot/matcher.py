@@ -291,6 +291,9 @@ class Matcher:
         self._idf = {f: math.log(1 + (total - df + 0.5) / (df + 0.5)) for f, df in topic_df.items()}
         self._unknown_idf = math.log(1 + (total + 0.5) / 1.5)
         self._order = {topic_id: n for n, topic_id in enumerate(kb.topics)}
+        # Matches are immutable, so a repeated question can share the earlier answer.
+        self._remembered = functools.lru_cache(maxsize=settings.cache_size)(self._match) \
+            if settings.cache_size else self._match
 
     def reload(self, kb: KnowledgeBase) -> Matcher:
         """A matcher for an edited knowledge base that reuses this one's jieba dictionary (~1 s)."""
@@ -298,6 +301,11 @@ class Matcher:
 
     def match(self, question: str, exclude: tuple[str, int] | None = None) -> Match:
         """Best topics for a question; exclude=(topic_id, example index) leaves one example out."""
+        if exclude is None:
+            return self._remembered(question)
+        return self._match(question, exclude)
+
+    def _match(self, question: str, exclude: tuple[str, int] | None = None) -> Match:
         text = self._replace_synonyms(normalise(question))[:MAX_QUERY_CHARS]
         analysis = self._analyse(self._speller.correct(text), self._idf)
         if not analysis.features:

@@ -71,6 +71,9 @@ class MatcherSettings:
     answer_threshold: float = 70.0
     suggest_threshold: float = 50.0
     max_suggestions: int = 3
+    # Matches remembered per process, by exact question text (menu words and the common
+    # questions come again and again); 0 turns the cache off. A reload starts afresh.
+    cache_size: int = 4096
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,8 @@ def _check(s: Settings) -> None:
         raise SettingsError("配置项 wechat.api_base_url 应以 http:// 或 https:// 开头")
     if not 0 <= s.matcher.suggest_threshold <= s.matcher.answer_threshold <= 100:
         raise SettingsError("配置项 matcher.suggest_threshold / answer_threshold 应满足 0 ≤ suggest ≤ answer ≤ 100")
+    if s.matcher.cache_size < 0:
+        raise SettingsError("配置项 matcher.cache_size 不能小于 0")
     if s.push.fallback_channel not in ("template", "mass"):
         raise SettingsError("配置项 push.fallback_channel 应为 \"template\" 或 \"mass\"")
     if s.wechat.reply_budget_seconds <= 0:

@@ -81,3 +81,12 @@ def test_start_up_refuses_broken_base_with_file_name(tmp_path, policies):
                       encoding="utf-8")
     result = CliRunner().invoke(cli, ["--config", str(config), "ask", "贷款"])
     assert result.exit_code != 0 and "encourage.toml" in result.output and "Traceback" not in result.output
+
+
+def test_a_repeated_question_follows_a_new_keyword(live_app, policies):
+    # Matches are cached by question text: the cache must not outlive the edit.
+    chat = Chat(live_app.test_client())
+    question = "直播带货有没有补贴"
+    assert "3年内免收行政事业性收费" not in chat.say(question)
+    edit(policies / "support.toml", 'keywords = [\n    "税费减免",', 'keywords = [\n    "直播带货", "税费减免",')
+    assert "3年内免收行政事业性收费" in chat.say(question)
