@@ -1,0 +1,69 @@
+"""Storage under concurrency: writers queue for one lock, and nothing leaves it held."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+from bot import db
+from tests.conftest import ROOT
+
+
+def test_a_duplicate_message_leaves_the_database_writable(tmp_path):
+    path = tmp_path / "bot.db"
+    db.migrate(path)
+    first, other = db.connect(path), db.connect(path)
+    assert db.remember_message(first, "msg:1", "o-user", "1", "text", "你好") is None
+    assert db.remember_message(first, "msg:1", "o-user", "1", "text", "你好") is not None
+    # Had the failed insert kept its write transaction open, this would wait for it.
+    other.conn.execute("PRAGMA busy_timeout=200")
+    db.save_state(other, "o-user", {"more": []})
+    assert db.load_state(first, "o-user") == {"more": []}
+
+
+def test_a_writer_waits_for_another_threads_transaction_then_succeeds(tmp_path):
+    path = tmp_path / "bot.db"
+    db.migrate(path)
+    holder, waiter = db.connect(path), db.connect(path)
+    done = []
+
+    def write_while_held() -> None:
+        db.save_state(waiter, "o-b", {"n": 2})
+        done.append(time.monotonic())
+
+    with db.transaction(holder):
+        db.save_state(holder, "o-a", {"n": 1})
+        thread = threading.Thread(target=write_while_held)
+        thread.start()
+        time.sleep(0.3)
+        assert not done  # still queued behind the open transaction
+        committed = time.monotonic()
+    thread.join(5)
+    assert done and done[0] >= committed
+    assert db.load_state(holder, "o-b") == {"n": 2}
+
+
+def test_a_writer_waits_for_another_process_then_succeeds(tmp_path):
+    path = tmp_path / "bot.db"
+    db.migrate(path)
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from bot import db
+        database = db.connect({str(path)!r})
+        with db.transaction(database):
+            db.save_state(database, "o-a", {{"n": 1}})
+            print("holding", flush=True)
+            time.sleep(0.5)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "holding"
+    database = db.connect(path)
+    database.conn.execute("PRAGMA busy_timeout=100")  # only the write lock may do the waiting
+    start = time.monotonic()
+    db.save_state(database, "o-b", {"n": 2})
+    assert time.monotonic() - start > 0.2
+    assert proc.wait(10) == 0
+    assert db.load_state(database, "o-a") == {"n": 1}
