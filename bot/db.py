@@ -27,8 +27,8 @@ from sqlite_utils.migrations import Migrations
 migrations = Migrations("chuangyetong")
 
 
-# Statements that open a write transaction when none is open.
-_WRITES = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|BEGIN|SAVEPOINT|CREATE|DROP|ALTER)\b",
+# Statements that write, or open a transaction that will (BEGIN).
+_WRITES = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|BEGIN|CREATE|DROP|ALTER)\b",
                      re.IGNORECASE)
 LOCK_TIMEOUT = 30.0  # seconds, as SQLite's busy_timeout below
 
@@ -123,8 +123,7 @@ class _Connection(sqlite3.Connection):
             self._after()
 
     def _before(self, sql: str) -> None:
-        if not self._holding and self.write_lock is not None and not self.in_transaction \
-                and _WRITES.match(sql):
+        if not self._holding and self.write_lock is not None and _WRITES.match(sql):
             self.write_lock.acquire()
             self._holding = True
 
@@ -209,6 +208,14 @@ def transaction(db: Database) -> Iterator[Database]:
         conn.commit()
     finally:
         conn.batched = False
+
+
+def _query(db: Database, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+    """Rows as dicts. sqlite-utils' query() runs each SELECT inside a savepoint, two more
+    statements per read on the busiest paths."""
+    cursor = db.conn.execute(sql, params)
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row)) for row in cursor]
 
 
 def _commit(db: Database) -> None:
@@ -307,9 +314,9 @@ def record_reply(db: Database, key: str, reply: str, reply_kind: str, topic: str
 
 def recent_messages(db: Database, openid: str, limit: int = 50) -> list[dict[str, Any]]:
     """A subscriber's latest messages with the bot's replies, newest first."""
-    return list(db.query(
+    return _query(db,
         "SELECT * FROM messages WHERE openid = ? ORDER BY received_at DESC, id DESC LIMIT ?",
-        [openid, limit]))
+        [openid, limit])
 
 
 # --- subscribers ---------------------------------------------------------------------
@@ -378,9 +385,8 @@ def claim_outbox(db: Database, limit: int = 20, lease_seconds: float = 60.0) -> 
     """Take due outbox rows for delivery; a lease stops two workers sending the same row."""
     t = now()
     with immediate(db):
-        rows = [dict(r) for r in db.query(
-            "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
-            " ORDER BY id LIMIT ?", [t, limit])]
+        rows = _query(db, "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+                          " ORDER BY id LIMIT ?", [t, limit])
         for r in rows:
             db.conn.execute("UPDATE outbox SET next_attempt_at = ? WHERE id = ?",
                             (t + lease_seconds, r["id"]))
@@ -415,8 +421,8 @@ def add_to_inbox(db: Database, openid: str, text: str) -> None:
 
 def inbox_since(db: Database, openid: str, after_id: int) -> list[dict[str, Any]]:
     """Simulator inbox messages for a user newer than after_id."""
-    return list(db.query("SELECT id, text, created_at FROM inbox WHERE openid = ? AND id > ?"
-                         " ORDER BY id", [openid, after_id]))
+    return _query(db, "SELECT id, text, created_at FROM inbox WHERE openid = ? AND id > ?"
+                      " ORDER BY id", [openid, after_id])
 
 
 # --- unanswered questions --------------------------------------------------------------
@@ -479,14 +485,14 @@ def m002_applications(db: Database) -> None:
 
 def load_dialogues(db: Database, openid: str) -> list[dict[str, Any]]:
     """The user's dialogue rows, most recently touched first."""
-    return list(db.query("SELECT * FROM dialogues WHERE openid = ? ORDER BY updated_at DESC",
-                         [openid]))
+    return _query(db, "SELECT * FROM dialogues WHERE openid = ? ORDER BY updated_at DESC",
+                      [openid])
 
 
 def dialogue_standings(db: Database, openid: str) -> list[dict[str, Any]]:
     """The clear-text columns of the user's dialogues, most recently touched first."""
-    return list(db.query("SELECT openid, form, step, status, updated_at FROM dialogues"
-                         " WHERE openid = ? ORDER BY updated_at DESC", [openid]))
+    return _query(db, "SELECT openid, form, step, status, updated_at FROM dialogues"
+                      " WHERE openid = ? ORDER BY updated_at DESC", [openid])
 
 
 def set_dialogue_status(db: Database, openid: str, form: str, status: str, at: float) -> None:
@@ -601,7 +607,7 @@ def add_application(db: Database, record: dict[str, Any], prefix: str, at: float
 
 def applications_for(db: Database, openid: str) -> list[dict[str, Any]]:
     """A user's applications, newest first (for "查询进度")."""
-    return list(db.query("SELECT * FROM applications WHERE openid = ? ORDER BY id DESC", [openid]))
+    return _query(db, "SELECT * FROM applications WHERE openid = ? ORDER BY id DESC", [openid])
 
 
 def list_applications(db: Database, type_: str | None = None, course_id: str | None = None,
@@ -634,16 +640,16 @@ def list_applications(db: Database, type_: str | None = None, course_id: str | N
     if limit is not None:
         sql += " LIMIT ? OFFSET ?"
         params += [limit, offset]
-    return list(db.query(sql, params))
+    return _query(db, sql, params)
 
 
 def get_application(db: Database, ref: str) -> dict[str, Any] | None:
     """One application by reference number, with "history": its status changes, oldest first."""
     app = _row(db, db.conn.execute("SELECT * FROM applications WHERE ref = ?", (ref,)).fetchone())
     if app is not None:
-        app["history"] = list(db.query(
+        app["history"] = _query(db,
             "SELECT status, note, actor, at FROM application_history WHERE application_id = ?"
-            " ORDER BY id", [app["id"]]))
+            " ORDER BY id", [app["id"]])
     return app
 
 
@@ -763,7 +769,7 @@ def add_announcement(db: Database, text: str, url: str, audience: str, created_b
 
 def get_announcement(db: Database, announcement_id: int) -> dict[str, Any] | None:
     """One announcement row."""
-    rows = list(db.query("SELECT * FROM announcements WHERE id = ?", [announcement_id]))
+    rows = _query(db, "SELECT * FROM announcements WHERE id = ?", [announcement_id])
     return rows[0] if rows else None
 
 
@@ -775,10 +781,10 @@ def recent_announcements(db: Database, limit: int, openid: str | None = None) ->
         where += (" AND (a.audience = 'all' OR EXISTS (SELECT 1 FROM push_recipients r"
                   " WHERE r.job_id = j.id AND r.openid = ?))")
         params.append(openid)
-    return list(db.query(
+    return _query(db,
         "SELECT a.id, a.text, a.url, a.audience, a.created_by, a.created_at FROM announcements a"
         f" LEFT JOIN push_jobs j ON j.announcement_id = a.id WHERE {where}"
-        " ORDER BY a.created_at DESC, a.id DESC LIMIT ?", params + [limit]))
+        " ORDER BY a.created_at DESC, a.id DESC LIMIT ?", params + [limit])
 
 
 def subscribed_openids(db: Database) -> list[str]:
@@ -822,9 +828,9 @@ def create_push_job(db: Database, announcement_id: int, openids: list[str]) -> i
 
 def get_push_job(db: Database, job_id: int) -> dict[str, Any] | None:
     """One job row joined with its announcement's text, url and audience."""
-    rows = list(db.query(
+    rows = _query(db,
         "SELECT j.*, a.text, a.url, a.audience, a.created_by FROM push_jobs j"
-        " JOIN announcements a ON a.id = j.announcement_id WHERE j.id = ?", [job_id]))
+        " JOIN announcements a ON a.id = j.announcement_id WHERE j.id = ?", [job_id])
     return rows[0] if rows else None
 
 
@@ -837,9 +843,9 @@ def push_job_for(db: Database, announcement_id: int) -> int | None:
 
 def unfinished_push_jobs(db: Database) -> list[dict[str, Any]]:
     """Jobs queued, running or waiting, oldest first, with their runner and lease."""
-    return list(db.query(
+    return _query(db,
         "SELECT id, status, runner, lease_until FROM push_jobs"
-        " WHERE status IN ('queued', 'running', 'waiting') ORDER BY id"))
+        " WHERE status IN ('queued', 'running', 'waiting') ORDER BY id")
 
 
 def claim_push_job(db: Database, job_id: int, runner: str, lease_seconds: float,
@@ -903,11 +909,11 @@ def release_push_job(db: Database, job_id: int, runner: str) -> str:
 
 def due_recipients(db: Database, job_id: int, limit: int) -> list[dict[str, Any]]:
     """Pending per-recipient sends that are due, with the subscriber's state."""
-    return list(db.query(
+    return _query(db,
         "SELECT r.id, r.openid, r.attempts, r.channel, s.subscribed, s.last_seen_at"
         " FROM push_recipients r LEFT JOIN subscribers s ON s.openid = r.openid"
         " WHERE r.job_id = ? AND r.status = 'pending' AND COALESCE(r.channel, '') != 'mass'"
-        " AND r.next_attempt_at <= ? ORDER BY r.id LIMIT ?", [job_id, now(), limit]))
+        " AND r.next_attempt_at <= ? ORDER BY r.id LIMIT ?", [job_id, now(), limit])
 
 
 def next_push_due(db: Database, job_id: int) -> float | None:
@@ -972,10 +978,10 @@ def deliver_push_to_inbox(db: Database, row_id: int, openid: str, text: str) -> 
 
 def queued_for_mass(db: Database, job_id: int) -> list[dict[str, Any]]:
     """Rows waiting for the next mass batch, and rows of a batch a crash interrupted."""
-    return list(db.query(
+    return _query(db,
         "SELECT id, openid, status, batch, attempts FROM push_recipients WHERE job_id = ?"
         " AND channel = 'mass' AND (status = 'sending' OR (status = 'pending'"
-        " AND next_attempt_at <= ?)) ORDER BY id", [job_id, now()]))
+        " AND next_attempt_at <= ?)) ORDER BY id", [job_id, now()])
 
 
 def start_mass_batch(db: Database, job_id: int, row_ids: list[int], batch: str,
@@ -1032,9 +1038,9 @@ def push_recipient_rows(db: Database, job_id: int, status: str | None = None,
     if status is not None:
         where += " AND status = ?"
         params.append(status)
-    return list(db.query(
+    return _query(db,
         "SELECT openid, status, channel, errcode, error, attempts, updated_at FROM push_recipients"
-        f" WHERE {where} ORDER BY id LIMIT ? OFFSET ?", params + [limit, offset]))
+        f" WHERE {where} ORDER BY id LIMIT ? OFFSET ?", params + [limit, offset])
 
 
 def reset_push_recipients(db: Database, job_id: int, statuses: tuple[str, ...],
@@ -1140,7 +1146,7 @@ def set_staff_password(db: Database, username: str, password_hash: str) -> bool:
 
 def get_staff(db: Database, username: str) -> dict[str, Any] | None:
     """A staff account by user name."""
-    rows = list(db.query("SELECT * FROM staff WHERE username = ?", [username]))
+    rows = _query(db, "SELECT * FROM staff WHERE username = ?", [username])
     return rows[0] if rows else None
 
 
@@ -1191,8 +1197,8 @@ def audit(db: Database, staff: str, action: str, detail: str = "") -> None:
 
 def audit_entries(db: Database, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
     """Audit log entries, newest first."""
-    return list(db.query("SELECT * FROM audit_log ORDER BY id DESC LIMIT ? OFFSET ?",
-                         [limit, offset]))
+    return _query(db, "SELECT * FROM audit_log ORDER BY id DESC LIMIT ? OFFSET ?",
+                      [limit, offset])
 
 
 def request_human(db: Database, openid: str, text: str = "") -> int:
@@ -1212,7 +1218,7 @@ def request_human(db: Database, openid: str, text: str = "") -> int:
 
 def open_handoffs(db: Database) -> list[dict[str, Any]]:
     """Open requests for a person, oldest first."""
-    return list(db.query("SELECT * FROM handoffs WHERE status = 'open' ORDER BY created_at, id"))
+    return _query(db, "SELECT * FROM handoffs WHERE status = 'open' ORDER BY created_at, id")
 
 
 def close_handoff(db: Database, openid: str, staff: str) -> int:
@@ -1226,29 +1232,29 @@ def close_handoff(db: Database, openid: str, staff: str) -> int:
 
 def recent_conversations(db: Database, limit: int = 100) -> list[dict[str, Any]]:
     """Subscribers by latest message, with that message and their message count."""
-    return list(db.query(
+    return _query(db,
         "SELECT m.openid, m.content, m.received_at, c.n FROM messages m JOIN"
         " (SELECT openid, MAX(id) AS last_id, COUNT(*) AS n FROM messages GROUP BY openid) c"
-        " ON m.id = c.last_id ORDER BY m.received_at DESC LIMIT ?", [limit]))
+        " ON m.id = c.last_id ORDER BY m.received_at DESC LIMIT ?", [limit])
 
 
 def messages_per_day(db: Database, since: float, utc_offset_hours: float = 8) -> list[dict[str, Any]]:
     """Inbound messages per local calendar day since a time (China time by default)."""
-    return list(db.query(
+    return _query(db,
         "SELECT date(received_at + ? * 3600, 'unixepoch') AS day, COUNT(*) AS n FROM messages"
-        " WHERE received_at >= ? GROUP BY day ORDER BY day", [utc_offset_hours, since]))
+        " WHERE received_at >= ? GROUP BY day ORDER BY day", [utc_offset_hours, since])
 
 
 def top_topics(db: Database, since: float, limit: int = 10) -> list[dict[str, Any]]:
     """Most-answered topics since a time."""
-    return list(db.query(
+    return _query(db,
         "SELECT topic, COUNT(*) AS n FROM messages WHERE received_at >= ? AND topic IS NOT NULL"
-        " AND topic != '' GROUP BY topic ORDER BY n DESC, topic LIMIT ?", [since, limit]))
+        " AND topic != '' GROUP BY topic ORDER BY n DESC, topic LIMIT ?", [since, limit])
 
 
 def band_counts(db: Database, since: float) -> dict[str, int]:
     """How many questions were answered, suggested or not understood since a time."""
-    return {r["band"]: r["n"] for r in db.query(
+    return {r["band"]: r["n"] for r in _query(db,
         "SELECT band, COUNT(*) AS n FROM messages WHERE received_at >= ?"
         " AND band IN ('answer', 'suggest', 'unknown') GROUP BY band", [since])}
 
@@ -1261,13 +1267,13 @@ def new_subscribers(db: Database, since: float) -> int:
 
 def open_unanswered(db: Database, limit: int = 500) -> list[dict[str, Any]]:
     """Questions still waiting for review, newest first."""
-    return list(db.query("SELECT * FROM unanswered WHERE status = 'open'"
-                         " ORDER BY created_at DESC, id DESC LIMIT ?", [limit]))
+    return _query(db, "SELECT * FROM unanswered WHERE status = 'open'"
+                      " ORDER BY created_at DESC, id DESC LIMIT ?", [limit])
 
 
 def get_unanswered(db: Database, row_id: int) -> dict[str, Any] | None:
     """One unanswered question by id."""
-    rows = list(db.query("SELECT * FROM unanswered WHERE id = ?", [row_id]))
+    rows = _query(db, "SELECT * FROM unanswered WHERE id = ?", [row_id])
     return rows[0] if rows else None
 
 
@@ -1284,15 +1290,15 @@ def close_unanswered(db: Database, ids: list[int], status: str) -> int:
 
 def announcements_with_jobs(db: Database, limit: int = 20) -> list[dict[str, Any]]:
     """Newest announcements, cancelled ones included, with their push job id."""
-    return list(db.query(
+    return _query(db,
         "SELECT a.*, j.id AS job_id FROM announcements a LEFT JOIN push_jobs j"
-        " ON j.announcement_id = a.id ORDER BY a.id DESC LIMIT ?", [limit]))
+        " ON j.announcement_id = a.id ORDER BY a.id DESC LIMIT ?", [limit])
 
 
 def application_counts(db: Database, column: str) -> list[dict[str, Any]]:
     """How many applications per course, township, status or type (the console overview)."""
     if column not in ("course_name", "township", "status", "type"):
         raise ValueError(f"cannot count applications by {column}")
-    return list(db.query(
+    return _query(db,
         f"SELECT {column} AS value, COUNT(*) AS n FROM applications"
-        f" WHERE {column} IS NOT NULL AND {column} != '' GROUP BY {column} ORDER BY n DESC, value"))
+        f" WHERE {column} IS NOT NULL AND {column} != '' GROUP BY {column} ORDER BY n DESC, value")
