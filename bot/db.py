@@ -31,6 +31,8 @@ migrations = Migrations("chuangyetong")
 _WRITES = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|BEGIN|CREATE|DROP|ALTER)\b",
                      re.IGNORECASE)
 LOCK_TIMEOUT = 30.0  # seconds, as SQLite's busy_timeout below
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the WAL file is cut back to once checkpointed
+WAL_RESTART_PAGES = 4000  # 16 MB of 4 KiB pages
 
 
 class _WriteLock:
@@ -135,8 +137,13 @@ class _Connection(sqlite3.Connection):
             self.write_lock.release()
 
 
-def connect(path: str | Path) -> Database:
-    """Open the database file (creating its folder) with settings safe for many processes."""
+def connect(path: str | Path, autocheckpoint: bool = True) -> Database:
+    """Open the database file (creating its folder) with settings safe for many processes.
+
+    autocheckpoint=False leaves copying the WAL into the database to checkpoint(), called
+    from a background thread: otherwise the commit that fills the WAL does it, with two
+    fsyncs, while every other writer waits for it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, factory=_Connection)
@@ -144,8 +151,27 @@ def connect(path: str | Path) -> Database:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+    if not autocheckpoint:
+        conn.execute("PRAGMA wal_autocheckpoint=0")
     conn.write_lock = _write_lock(path)
     return Database(conn, execute_plugins=False)
+
+
+def checkpoint(db: Database) -> None:
+    """Copy committed WAL pages into the database file.
+
+    A passive checkpoint blocks nobody, but under steady traffic some reader always holds
+    part of the WAL, so it is never started afresh and would grow without end; past
+    WAL_RESTART_PAGES writers queue on the write lock while a restarting checkpoint runs.
+    """
+    _busy, pages, _copied = db.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    if pages > WAL_RESTART_PAGES:
+        db.conn.write_lock.acquire()
+        try:
+            db.conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        finally:
+            db.conn.write_lock.release()
 
 
 def migrate(path: str | Path) -> None:

@@ -61,6 +61,8 @@ class Runtime:
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="handler")
         self._local = threading.local()
         self._stopping = threading.Event()
+        # Set by start_courier: its thread checkpoints the WAL, so commits need not.
+        self._checkpoints_in_background = False
 
     # --- storage -------------------------------------------------------------------
 
@@ -73,7 +75,8 @@ class Runtime:
 
     def open_db(self) -> Database:
         """A new connection; the caller closes it."""
-        return storage.connect(self.settings.storage.database)
+        return storage.connect(self.settings.storage.database,
+                               autocheckpoint=not self._checkpoints_in_background)
 
     def context(self, database: Database) -> Context:
         """A handler context on the given connection."""
@@ -118,9 +121,11 @@ class Runtime:
 
     # --- outbound ------------------------------------------------------------------
 
-    def start_courier(self, notice_interval: float = 2.0, job_interval: float = 15.0) -> None:
-        """Background delivery for a serving process: queued notices and late replies every
-        few seconds, and push jobs left unfinished by a crash or restart."""
+    def start_courier(self, notice_interval: float = 2.0, job_interval: float = 15.0,
+                      checkpoint_interval: float = 0.2) -> None:
+        """Background work for a serving process: queued notices and late replies every
+        few seconds, push jobs left unfinished by a crash or restart, and WAL checkpoints.
+        Call before the process opens its connections."""
         from bot import outbox  # outbox needs the runtime only as its Sender
 
         def every(interval: float, work: Callable[[], object], name: str) -> None:
@@ -132,6 +137,8 @@ class Runtime:
                         logger.exception("%s failed; retrying in %.0f s", name, interval)
             threading.Thread(target=loop, name=name, daemon=True).start()
 
+        self._checkpoints_in_background = True
+        every(checkpoint_interval, lambda: storage.checkpoint(self.connect()), "wal-checkpointer")
         every(notice_interval, self.deliver_pending, "outbox-courier")
         every(job_interval, lambda: outbox.resume_jobs(self), "push-resumer")
 

@@ -36,3 +36,19 @@ def test_courier_delivers_a_queued_notice(settings):
         assert db.inbox_since(database, "o-n", 0)[0]["text"] == "您的申请已通过"
     finally:
         runtime.close()
+
+
+def test_serving_process_moves_the_wal_into_the_database_in_the_background(settings):
+    app = create_app(settings)
+    runtime = app.extensions["bot"]
+    try:
+        runtime.start_courier(notice_interval=60, job_interval=60, checkpoint_interval=0.05)
+        database = runtime.connect()
+        # Commits leave the copying to the courier: no fsyncs while other writers wait.
+        assert database.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        size = settings.storage.database.stat().st_size
+        for n in range(300):
+            db.save_state(database, f"o-{n}", {"more": ["第二页" * 200]})
+        assert wait_for(lambda: settings.storage.database.stat().st_size > size + 100_000)
+    finally:
+        runtime.close()
