@@ -97,6 +97,9 @@ def parse_name(text: str) -> str:
 # --- loan amount ---------------------------------------------------------------------
 
 _UNIT = re.compile(r"(元|块钱|块|人民币|rmb)$", re.IGNORECASE)
+# What an amount can be written with; anything else (a question typed at this step) is
+# refused before cn2an, which takes a while to say no.
+_AMOUNT_CHARS = re.compile(r"[\d.负零〇一二两三四五六七八九十百千万亿壹贰叁肆伍陆柒捌玖拾佰仟点]+")
 
 
 def parse_amount(text: str) -> int:
@@ -106,6 +109,8 @@ def parse_amount(text: str) -> int:
     raw = re.sub(r"(?<=[\d.])[wW]$", "万", raw)
     if not raw:
         raise Invalid("empty")
+    if not _AMOUNT_CHARS.fullmatch(raw):
+        raise Invalid("number")
     try:
         value = float(raw) if re.fullmatch(r"\d+(\.\d+)?", raw) else cn2an.cn2an(raw, "smart")
     except ValueError:
