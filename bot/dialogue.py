@@ -84,6 +84,9 @@ class Dialogue:
     cancelling: bool = False  # asked "really cancel?"
     started_at: float = 0.0
     updated_at: float = 0.0
+    # The answers as stored: (plain JSON, ciphertext), so an unchanged dialogue is saved
+    # without encrypting again (a question asked mid-form changes only the time).
+    sealed: tuple[str, str] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -217,12 +220,14 @@ def set_status(database: Database, standing: Standing, status: str, at: float) -
 def save(database: Database, vault: Vault, dialogue: Dialogue, now: float) -> None:
     """Store the dialogue, stamping it as touched now."""
     dialogue.updated_at = now
-    secret = {"answers": dialogue.answers, "history": dialogue.history,
-              "pending": dialogue.pending, "cancelling": dialogue.cancelling}
+    plain = json.dumps({"answers": dialogue.answers, "history": dialogue.history,
+                        "pending": dialogue.pending, "cancelling": dialogue.cancelling},
+                       ensure_ascii=False)
+    if dialogue.sealed is None or dialogue.sealed[0] != plain:
+        dialogue.sealed = (plain, vault.encrypt(plain))
     storage.save_dialogue(database, {
         "openid": dialogue.openid, "form": dialogue.form, "step": dialogue.step,
-        "status": dialogue.status, "attempts": dialogue.attempts,
-        "data": vault.encrypt(json.dumps(secret, ensure_ascii=False)),
+        "status": dialogue.status, "attempts": dialogue.attempts, "data": dialogue.sealed[1],
         "started_at": dialogue.started_at, "updated_at": dialogue.updated_at,
     })
 
@@ -235,9 +240,10 @@ def drop(database: Database, dialogue: Dialogue | Standing) -> None:
 
 
 def _from_row(row: Mapping[str, Any], vault: Vault) -> Dialogue:
-    secret = json.loads(vault.decrypt(row["data"]))
+    plain = vault.decrypt(row["data"])
+    secret = json.loads(plain)
     return Dialogue(openid=row["openid"], form=row["form"], step=row["step"],
                     answers=secret["answers"], history=secret["history"],
                     attempts=row["attempts"], status=row["status"], pending=secret["pending"],
                     cancelling=secret["cancelling"], started_at=row["started_at"],
-                    updated_at=row["updated_at"])
+                    updated_at=row["updated_at"], sealed=(plain, row["data"]))

@@ -196,6 +196,21 @@ def test_dialogue_round_trips_through_sqlite_encrypted(tmp_path):
     assert engine.load_all(database, vault, "o1") == []
 
 
+def test_resaving_keeps_the_ciphertext_until_an_answer_changes(tmp_path):
+    db.migrate(tmp_path / "t.db")
+    database = db.connect(tmp_path / "t.db")
+    vault = Vault(Fernet.generate_key())
+    engine.save(database, vault, engine.begin(FORM, "o1", 5.0, {"a": 1}), 5.0)
+    stored = next(database["dialogues"].rows)["data"]
+    d = engine.load_all(database, vault, "o1")[0]
+    engine.save(database, vault, d, 7.0)  # a question asked mid-form: only the time moves
+    assert next(database["dialogues"].rows)["data"] == stored
+    d.answers["b"] = 2
+    engine.save(database, vault, d, 8.0)
+    assert next(database["dialogues"].rows)["data"] != stored
+    assert engine.load_all(database, vault, "o1")[0].answers == {"a": 1, "b": 2}
+
+
 def test_id_fingerprints_match_only_under_the_same_key():
     key = Fernet.generate_key()
     one, same, other = Vault(key), Vault(key.decode()), Vault(Fernet.generate_key())
