@@ -529,11 +529,15 @@ def set_dialogue_status(db: Database, openid: str, form: str, status: str, at: f
 
 
 def save_dialogue(db: Database, row: dict[str, Any]) -> None:
-    """Insert or replace one dialogue row (keyed by openid and form)."""
+    """Insert or update one dialogue row (keyed by openid and form)."""
+    # An upsert changes the row in place; INSERT OR REPLACE deletes and re-inserts it,
+    # rewriting the key index too, on every answer.
     db.conn.execute(
-        "INSERT OR REPLACE INTO dialogues (openid, form, step, status, attempts, data,"
-        " started_at, updated_at) VALUES (:openid, :form, :step, :status, :attempts, :data,"
-        " :started_at, :updated_at)", row)
+        "INSERT INTO dialogues (openid, form, step, status, attempts, data, started_at,"
+        " updated_at) VALUES (:openid, :form, :step, :status, :attempts, :data, :started_at,"
+        " :updated_at) ON CONFLICT(openid, form) DO UPDATE SET step = excluded.step,"
+        " status = excluded.status, attempts = excluded.attempts, data = excluded.data,"
+        " started_at = excluded.started_at, updated_at = excluded.updated_at", row)
     _commit(db)
 
 
