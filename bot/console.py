@@ -658,7 +658,6 @@ def cancel_announcement(announcement_id: int) -> Response:
 
 # --- applications ----------------------------------------------------------------------
 
-APPLICATION_TYPES = {"training": "培训报名", "loan": "贷款申请"}
 PAGE_SIZE = 100
 
 
@@ -694,7 +693,7 @@ def applications() -> str:
         township=f["township"] or None, since=_day_start(f["since"]), until=_day_start(f["until"], 1),
         search=f["q"][:40] or None, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
     return render_template("console/applications.html", rows=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE,
-                           page=page, f=f, types=APPLICATION_TYPES, statuses=db.STATUSES,
+                           page=page, f=f, types=db.APPLICATION_TYPES, statuses=db.STATUSES,
                            settings=runtime().settings)
 
 
@@ -723,8 +722,8 @@ def application(ref: str) -> str:
     row = db.get_application(get_db(), ref)
     if row is None:
         abort(404)
-    return render_template("console/application.html", a=row, types=APPLICATION_TYPES,
-                           statuses=db.STATUSES)
+    return render_template("console/application.html", a=row, types=db.APPLICATION_TYPES,
+                           stages=db.STAGES, statuses=db.STATUSES)
 
 
 @bp.post("/applications/<ref>/status")
@@ -740,7 +739,8 @@ def change_application_status(ref: str) -> Response:
     if openid is None:
         abort(404)
     row = db.get_application(database, ref)
-    text = render_template("console/status_notice.txt", a=row, kind=APPLICATION_TYPES.get(row["type"], "申请"))
+    text = render_template("console/status_notice.txt", a=row,
+                           kind=db.APPLICATION_TYPES.get(row["type"], "申请"))
     outbox.notify(database, openid, text.strip())
     runtime().deliver_pending()
     record("更改申请状态", f"{ref} → {status}" + (f"：{note}" if note else ""))

@@ -467,6 +467,9 @@ def record_unanswered(db: Database, openid: str, question: str, band: str,
 
 # --- registration: dialogues, applications, status history -----------------------------
 
+# What staff and applicants read for the stored codes (console, export, the forms).
+APPLICATION_TYPES = {"training": "培训报名", "loan": "贷款申请"}
+STAGES = {"running": "已经在经营", "planned": "准备开办"}
 # Application statuses, in the order staff usually move through them.
 STATUSES = ("已提交", "审核中", "已通过", "未通过", "已完成", "已取消")
 # Statuses that still count as "open": a second application for the same thing is refused

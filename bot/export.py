@@ -12,9 +12,10 @@ from sqlite_utils import Database
 from bot import db
 from bot.privacy import Vault
 
-COLUMNS = ("reference", "type", "status", "name", "phone", "id_number", "township", "village",
-           "course", "amount_yuan", "purpose", "industry", "stage", "returning_worker",
-           "waitlist_position", "staff_note", "created_at", "updated_at")
+# The columns staff get, as headed in the file.
+COLUMNS = ("编号", "类型", "状态", "姓名", "手机号", "身份证号", "乡镇", "村/社区", "培训课程",
+           "贷款金额（元）", "资金用途", "行业", "经营情况", "返乡人员", "候补位次", "工作人员备注",
+           "提交时间", "更新时间")
 
 
 def application_rows(database: Database, vault: Vault, type_: str | None = None,
@@ -38,7 +39,7 @@ def export_applications(database: Database, vault: Vault, out: Path, fmt: str,
     elif fmt == "xlsx":
         book = Workbook()
         sheet = book.active
-        sheet.title = "applications"
+        sheet.title = "申请"
         sheet.append(COLUMNS)
         for row in rows:
             sheet.append(row)
@@ -53,12 +54,14 @@ def export_applications(database: Database, vault: Vault, out: Path, fmt: str,
 
 
 def _values(row: dict[str, Any], vault: Vault) -> list[Any]:
+    returning = row["returning_worker"]
     return [
-        row["ref"], row["type"], row["status"], row["name"],
+        row["ref"], db.APPLICATION_TYPES.get(row["type"], row["type"]), row["status"], row["name"],
         vault.decrypt(row["phone_enc"]) if row["phone_enc"] else "",
         vault.decrypt(row["id_enc"]) if row["id_enc"] else "",
         row["township"], row["village"], row["course_name"], row["amount_yuan"], row["purpose"],
-        row["industry"], row["stage"], row["returning_worker"], row["waitlist_position"],
+        row["industry"], db.STAGES.get(row["stage"], row["stage"]),
+        None if returning is None else ("是" if returning else "否"), row["waitlist_position"],
         row["staff_note"], _time(row["created_at"]), _time(row["updated_at"]),
     ]
 

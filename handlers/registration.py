@@ -31,7 +31,7 @@ router = Router()
 
 TRAINING, LOAN = "training", "loan"
 PREFIX = {TRAINING: "PX", LOAN: "DK"}
-TITLE = {TRAINING: "培训报名", LOAN: "贷款申请"}
+TITLE = db.APPLICATION_TYPES
 RESUME_WORD = {TRAINING: "继续报名", LOAN: "继续申请"}
 START_WORD = {TRAINING: "报名培训", LOAN: "申请贷款"}
 
@@ -47,7 +47,6 @@ YES_WORDS = ("是", "是的", "对", "对的", "嗯", "好", "好的", "可以",
 NO_WORDS = ("否", "不是", "不", "没有", "不用", "不要", "不对", "重新填", "重新填写", "no", "n")
 EDIT_PREFIX = re.compile(r"^(我要|我想)?(修改|更改|改一下|改)")
 
-STAGES = {"running": "已经在经营", "planned": "准备开办"}
 _RUNNING = ("已经", "在经营", "正在", "经营中", "开了", "在做", "运营")
 _PLANNED = ("准备", "计划", "打算", "还没", "筹备", "想开", "新开", "没开")
 # A question typed where an answer was expected: sure signs, and words that are only
@@ -632,7 +631,7 @@ FORMS = {
               "用途"),
         Field("industry", _ask("您做的是哪个行业？（例如：茶叶种植、生态养殖、农村电商）"),
               _check_industry, "行业"),
-        Field("stage", _ask_stage, _check_stage, "经营情况", ("情况",), STAGES.__getitem__),
+        Field("stage", _ask_stage, _check_stage, "经营情况", ("情况",), db.STAGES.__getitem__),
         *IDENTITY,
     )),
 }

@@ -612,6 +612,13 @@ def test_status_change_is_recorded_and_the_applicant_is_told(reg_client):
     assert "已通过" in status_reply
 
 
+def test_loan_details_read_in_chinese(reg_client):
+    _, dk = apply_both(reg_client)
+    detail = reg_client.get(f"/admin/applications/{dk}").get_data(as_text=True)
+    assert "贷款申请" in detail and "扩建茶厂" in detail and "已经在经营" in detail
+    assert "running" not in detail
+
+
 def test_unknown_status_is_refused_and_nobody_is_told(reg_client):
     px, _ = apply_both(reg_client)
     token = page_token(reg_client, f"/admin/applications/{px}")

@@ -60,12 +60,14 @@ def test_csv_has_bom_header_and_full_numbers(config, tmp_path):
     assert tuple(rows[0]) == COLUMNS
     assert len(rows) == 3
     first, loan = rows[0], rows[1]
-    assert first["reference"].startswith("PX") and first["type"] == "training"
-    assert first["phone"] == PHONE and first["id_number"] == ID
-    assert first["name"] == "张三" and first["course"] == "高山蔬菜" and first["township"] == "石桥镇"
-    assert loan["reference"].startswith("DK") and loan["amount_yuan"] == "35000"
-    assert loan["purpose"] == "扩建茶厂" and loan["industry"] == "茶叶种植"
-    assert first["created_at"][:2] == "20" and len(first["created_at"]) == 19
+    assert first["编号"].startswith("PX") and first["类型"] == "培训报名"
+    assert first["手机号"] == PHONE and first["身份证号"] == ID
+    assert first["姓名"] == "张三" and first["培训课程"] == "高山蔬菜" and first["乡镇"] == "石桥镇"
+    assert first["返乡人员"] == "是" and loan["返乡人员"] == ""
+    assert loan["编号"].startswith("DK") and loan["贷款金额（元）"] == "35000"
+    assert loan["资金用途"] == "扩建茶厂" and loan["行业"] == "茶叶种植"
+    assert loan["经营情况"] == "已经在经营"
+    assert first["提交时间"][:2] == "20" and len(first["提交时间"]) == 19
 
 
 def test_xlsx_keeps_numbers_exact(config, tmp_path):
@@ -75,20 +77,20 @@ def test_xlsx_keeps_numbers_exact(config, tmp_path):
     rows = list(sheet.iter_rows(values_only=True))
     assert rows[0] == COLUMNS and len(rows) == 4
     header = rows[0]
-    loan = next(r for r in rows[1:] if r[1] == "loan")
-    assert loan[header.index("amount_yuan")] == 35000
-    assert loan[header.index("id_number")] == make_id(999)
-    assert loan[header.index("phone")] == "13912345678"
+    loan = next(r for r in rows[1:] if r[1] == "贷款申请")
+    assert loan[header.index("贷款金额（元）")] == 35000
+    assert loan[header.index("身份证号")] == make_id(999)
+    assert loan[header.index("手机号")] == "13912345678"
 
 
 def test_filters_by_type_and_status(config, tmp_path):
     out = tmp_path / "f.csv"
     assert export(config, "--format", "csv", "--out", str(out), "--type", "loan").exit_code == 0
     rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
-    assert [r["type"] for r in rows] == ["loan"]
+    assert [r["类型"] for r in rows] == ["贷款申请"]
     assert export(config, "--format", "csv", "--out", str(out), "--status", "审核中").exit_code == 0
     rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
-    assert [(r["status"], r["staff_note"]) for r in rows] == [("审核中", "已电话联系")]
+    assert [(r["状态"], r["工作人员备注"]) for r in rows] == [("审核中", "已电话联系")]
 
 
 def test_unknown_status_or_format_is_a_clear_error(config, tmp_path):
