@@ -27,6 +27,8 @@ from bot import db
 from bot.router import Inbound, Reply
 from bot.settings import MenuButton
 
+# WeChat nests at most four levels (<xml><SendPicsInfo><PicList><item><PicMd5Sum>).
+MAX_DEPTH = 8
 # Message types that carry content the bot can read; everything else is an event or media.
 _MEDIA_TYPES = {"image", "voice", "video", "shortvideo", "location", "link", "file"}
 
@@ -79,12 +81,14 @@ def parse_xml(body: bytes) -> dict[str, Any]:
         raise BadRequest(str(exc)) from None
     if root.tag != "xml":
         raise BadRequest("root element is not <xml>")
-    return _children(root)
+    return _children(root, MAX_DEPTH)
 
 
-def _children(element: Element) -> dict[str, Any]:
+def _children(element: Element, depth: int) -> dict[str, Any]:
     """Child elements by tag: text for leaves, a dict for nested ones (ScanCodeInfo, …)."""
-    return {child.tag: _children(child) if len(child) else (child.text or "")
+    if depth == 0:
+        raise BadRequest("elements nested too deeply")
+    return {child.tag: _children(child, depth - 1) if len(child) else (child.text or "")
             for child in element}
 
 

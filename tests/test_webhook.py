@@ -272,7 +272,10 @@ XXE = """<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd
     b"", b"   ", b"<xml><unclosed>", b"not xml at all", b"\xff\xfe\x00<xml>\x81\x82</xml>",
     b"<other><a>1</a></other>", b"<xml><Content>no sender</Content></xml>",
     BILLION_LAUGHS.encode(), XXE.encode(),
-], ids=["empty", "blank", "unclosed", "text", "non-utf8", "wrong-root", "no-sender", "billion-laughs", "xxe"])
+    b"<xml><FromUserName>o-deep</FromUserName><MsgType>text</MsgType>" + b"<a>" * 5000
+    + b"</a>" * 5000 + b"</xml>",
+], ids=["empty", "blank", "unclosed", "text", "non-utf8", "wrong-root", "no-sender", "billion-laughs", "xxe",
+        "deeply-nested"])
 def test_bad_bodies_get_4xx_quickly_and_service_keeps_answering(client, chat, body):
     started = time.time()
     resp = post(client, body)
