@@ -55,6 +55,8 @@ class _WriteLock:
             raise sqlite3.OperationalError("database is locked (waited for another thread)")
         try:
             if self._depth == 0:
+                # No time limit here: the kernel drops the lock of a process that dies,
+                # and a live holder is inside a short SQLite write transaction.
                 fcntl.flock(self._lock_file(), fcntl.LOCK_EX)
         except BaseException:
             self._thread.release()
