@@ -301,7 +301,9 @@ class Matcher:
 
     def match(self, question: str, exclude: tuple[str, int] | None = None) -> Match:
         """Best topics for a question; exclude=(topic_id, example index) leaves one example out."""
-        if exclude is None:
+        # Only short questions are remembered: they are the ones that repeat, and the cache
+        # must stay small even when someone sends thousands of long unique texts.
+        if exclude is None and len(question) <= MAX_QUERY_CHARS:
             return self._remembered(question)
         return self._match(question, exclude)
 
