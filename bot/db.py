@@ -262,8 +262,9 @@ def now() -> float:
 
 @migrations()
 def m001_core(db: Database) -> None:
-    # One row per inbound message: it is the dedupe record (key = MsgId, or openid plus
-    # CreateTime for events) and the conversation log the console reads.
+    # One row per inbound message, written with its reply: the record that it was answered
+    # (key = MsgId, or openid plus CreateTime for events) and the conversation log the
+    # console reads. A message being answered is marked by a claim (bot/claims.py).
     db["messages"].create({
         "id": int, "dedupe_key": str, "openid": str, "msg_id": str, "msg_type": str,
         "content": str, "reply": str, "reply_kind": str, "topic": str, "band": str,
@@ -303,39 +304,33 @@ def m001_core(db: Database) -> None:
 
 @dataclass(frozen=True)
 class SeenMessage:
-    """A message already received: its stored reply, if one was given in time."""
+    """A message already answered: its stored reply, if one was given in time."""
     state: str
     reply: str | None
     reply_kind: str | None
 
 
-def remember_message(db: Database, key: str, openid: str, msg_id: str, msg_type: str,
-                     content: str) -> SeenMessage | None:
-    """Record an inbound message; return the earlier record if this key was seen before."""
-    try:
-        db.conn.execute(
-            "INSERT INTO messages (dedupe_key, openid, msg_id, msg_type, content, state,"
-            " received_at) VALUES (?, ?, ?, ?, ?, 'processing', ?)",
-            (key, openid, msg_id, msg_type, content, now()),
-        )
-        _commit(db)
-        return None
-    except sqlite3.IntegrityError:
-        # End the transaction the failed insert opened: it holds the write lock.
-        db.conn.rollback()
-        row = db.conn.execute(
-            "SELECT state, reply, reply_kind FROM messages WHERE dedupe_key = ?", (key,)
-        ).fetchone()
-        return SeenMessage(*row)
+def find_message(db: Database, key: str) -> SeenMessage | None:
+    """The record of a message answered before (WeChat resends until it gets an answer)."""
+    row = db.conn.execute(
+        "SELECT state, reply, reply_kind FROM messages WHERE dedupe_key = ?", (key,)
+    ).fetchone()
+    return None if row is None else SeenMessage(*row)
 
 
-def record_reply(db: Database, key: str, reply: str, reply_kind: str, topic: str | None,
-                 band: str | None, state: str) -> None:
-    """Store the reply given to a message (state: replied, deferred or delivered late)."""
+def record_message(db: Database, key: str, openid: str, msg_id: str, msg_type: str,
+                   content: str, received_at: float, reply: str, reply_kind: str,
+                   topic: str | None, band: str | None, state: str) -> None:
+    """Log a message with the reply it got (state: replied, deferred or failed).
+
+    The key is unique: recording a message twice raises sqlite3.IntegrityError.
+    """
     db.conn.execute(
-        "UPDATE messages SET reply = ?, reply_kind = ?, topic = ?, band = ?, state = ?,"
-        " latency_ms = (? - received_at) * 1000 WHERE dedupe_key = ?",
-        (reply, reply_kind, topic, band, state, now(), key),
+        "INSERT INTO messages (dedupe_key, openid, msg_id, msg_type, content, received_at,"
+        " reply, reply_kind, topic, band, state, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?,"
+        " ?, ?, ?, ?)",
+        (key, openid, msg_id, msg_type, content, received_at, reply, reply_kind, topic, band,
+         state, (now() - received_at) * 1000),
     )
     _commit(db)
 

@@ -5,9 +5,10 @@ One Runtime per app (in app.extensions["bot"]); nothing here is module-level sta
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from sqlite_utils import Database
 from wechatpy.exceptions import WeChatClientException
 
 from bot import db as storage
+from bot.claims import Claims
 from bot.library import Library
 from bot.matcher import Match
 from bot.privacy import Vault, load_or_create_key, mask_text
@@ -32,9 +34,14 @@ _FINAL_ERRORS = {45015, 43004}
 
 @dataclass
 class _Job:
+    received_at: float
     lock: threading.Lock = field(default_factory=threading.Lock)
     finished: bool = False
     deferred: bool = False
+
+
+class _AlreadyAnswered(Exception):
+    """The message was recorded as answered while this thread was answering it."""
 
 
 class Runtime:
@@ -58,6 +65,8 @@ class Runtime:
         if not wx.demo:
             self.api = WeChatApi(wx.app_id, wx.app_secret, wx.api_base_url,
                                  SQLiteSessionStorage(self.connect))
+        database = settings.storage.database
+        self.claims = Claims(database.with_name(database.name + ".claims"))
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="handler")
         self._local = threading.local()
         self._stopping = threading.Event()
@@ -85,10 +94,33 @@ class Runtime:
 
     # --- answering -----------------------------------------------------------------
 
-    def answer_within_budget(self, inbound: Inbound) -> Reply:
-        """Answer now if the handlers finish within the budget, else later via the outbox."""
-        job = _Job()
-        future = self._executor.submit(self._handle, inbound, job)
+    def answer_once(self, inbound: Inbound) -> Reply:
+        """Answer a message once however often WeChat resends it."""
+        key = inbound.dedupe_key
+        if not self.claims.claim(key):
+            # Another thread or process is answering it and will reply, or send the
+            # answer later through the customer-service API.
+            return Reply.empty()
+        job = _Job(received_at=storage.now())
+        try:
+            seen = storage.find_message(self.connect(), key)
+            if seen is None:
+                future = self._executor.submit(self._handle, inbound, job)  # releases the claim
+        except BaseException:
+            self.claims.release(key)
+            raise
+        if seen is not None:
+            self.claims.release(key)
+            # Answered before: repeat a reply given in time, else "success" (the late
+            # answer went out through the customer-service API).
+            if seen.state == "replied" and seen.reply_kind == "text" and seen.reply:
+                return Reply(text=seen.reply)
+            return Reply.empty()
+        return self._within_budget(future, job, inbound)
+
+    def _within_budget(self, future: Future[Reply], job: _Job, inbound: Inbound) -> Reply:
+        """The handlers' reply if they finish within the budget, else "success" now and the
+        answer later via the outbox."""
         try:
             return future.result(timeout=self.settings.wechat.reply_budget_seconds)
         except FutureTimeout:
@@ -100,9 +132,17 @@ class Runtime:
             return future.result()
 
     def _handle(self, inbound: Inbound, job: _Job) -> Reply:
+        try:
+            return self._answer(inbound, job)
+        except _AlreadyAnswered:
+            return Reply.empty()
+        finally:
+            self.claims.release(inbound.dedupe_key)
+
+    def _answer(self, inbound: Inbound, job: _Job) -> Reply:
         database = self.connect()
-        # One commit for everything the message changes: fewer commits, and a shorter
-        # hold of the write lock the other workers wait for.
+        # One commit for everything the message changes, its log record included. If it
+        # fails, nothing is recorded and WeChat's resend is answered afresh.
         with storage.transaction(database):
             reply = self.router.dispatch(inbound, self.context(database))
             with job.lock:
@@ -110,8 +150,17 @@ class Runtime:
                 deferred = job.deferred
             if not (inbound.kind == "event" and inbound.event == "unsubscribe"):
                 storage.touch_subscriber(database, inbound.openid)
-            storage.record_reply(database, inbound.dedupe_key, mask_text(reply.text), reply.kind,
-                                 reply.topic, reply.band, "deferred" if deferred else "replied")
+            try:
+                storage.record_message(
+                    database, inbound.dedupe_key, inbound.openid, inbound.msg_id,
+                    inbound.msg_type, mask_text(inbound.content), job.received_at,
+                    mask_text(reply.text), reply.kind, reply.topic, reply.band,
+                    "deferred" if deferred else "replied")
+            except sqlite3.IntegrityError:
+                # Only if claims were bypassed (the claims file replaced under a running
+                # process): keep the answer on record, undo this one.
+                logger.warning("a %s message was answered twice; kept the first", inbound.kind)
+                raise _AlreadyAnswered from None
             late = deferred and reply.kind == "text" and bool(reply.text)
             if late:
                 storage.enqueue_message(database, inbound.openid, reply.text, "late-reply")

@@ -6,7 +6,6 @@ import logging
 from flask import Blueprint, Response, abort, current_app, request
 from wechatpy.exceptions import InvalidSignatureException
 
-from bot import db as storage
 from bot import wechat
 from bot import runtime as current_runtime
 from bot.privacy import mask_text
@@ -38,7 +37,7 @@ def receive() -> Response:
     except wechat.BadRequest as exc:
         logger.warning("refused a malformed message: %s", exc)
         abort(400)
-    reply = _dispatch_once(runtime, inbound)
+    reply = runtime.answer_once(inbound)
     xml = wechat.render(reply, inbound)
     if reply.kind == "empty":
         return _text(SUCCESS)
@@ -77,22 +76,6 @@ def _encrypt(runtime: Runtime, xml: str) -> str:
         return xml
     return runtime.crypto.encrypt(xml, request.args.get("nonce", ""),
                                   request.args.get("timestamp") or None)
-
-
-def _dispatch_once(runtime: Runtime, inbound: Inbound) -> Reply:
-    """Process each message once however often WeChat retries it."""
-    # The thread's long-lived connection: opening one per request (WAL pragma and all)
-    # cost about as much as the rest of the storage work together.
-    database = runtime.connect()
-    seen = storage.remember_message(database, inbound.dedupe_key, inbound.openid, inbound.msg_id,
-                                    inbound.msg_type, mask_text(inbound.content))
-    if seen is not None:
-        # A retry: repeat a reply given in time, else "success" (the late answer goes out
-        # through the customer-service API).
-        if seen.state == "replied" and seen.reply_kind == "text" and seen.reply:
-            return Reply(text=seen.reply)
-        return Reply.empty()
-    return runtime.answer_within_budget(inbound)
 
 
 def _text(body: str) -> Response:

@@ -11,18 +11,6 @@ from bot import db
 from tests.conftest import ROOT
 
 
-def test_a_duplicate_message_leaves_the_database_writable(tmp_path):
-    path = tmp_path / "bot.db"
-    db.migrate(path)
-    first, other = db.connect(path), db.connect(path)
-    assert db.remember_message(first, "msg:1", "o-user", "1", "text", "你好") is None
-    assert db.remember_message(first, "msg:1", "o-user", "1", "text", "你好") is not None
-    # Had the failed insert kept its write transaction open, this would wait for it.
-    other.conn.execute("PRAGMA busy_timeout=200")
-    db.save_state(other, "o-user", {"more": []})
-    assert db.load_state(first, "o-user") == {"more": []}
-
-
 def test_a_writer_waits_for_another_threads_transaction_then_succeeds(tmp_path):
     path = tmp_path / "bot.db"
     db.migrate(path)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -179,6 +180,82 @@ def test_two_processes_receiving_the_same_retry_process_it_once(tmp_path):
     codes = [p.communicate(timeout=60)[0].strip() for p in procs]
     assert codes == ["200", "200"]
     assert counter.read_text().count("x") == 1
+
+
+def test_a_resend_while_the_answer_is_being_written_gets_success_at_once(tmp_path):
+    app = create_app(make_settings(tmp_path))
+    slow_down(app, 0.6)
+    client = app.test_client()
+    xml = wx.text_xml("o-resend", "菜单", msg_id=5151)
+    first = []
+    thread = threading.Thread(target=lambda: first.append(post(client, xml).get_data(as_text=True)))
+    thread.start()
+    time.sleep(0.2)  # the first delivery is being answered
+    started = time.time()
+    assert post(client, xml).get_data(as_text=True) == "success"
+    assert time.time() - started < 0.3
+    thread.join(5)
+    assert MENU_MARK in wx.reply_content(first[0])
+    # Once answered, a resend gets the same reply again.
+    assert wx.reply_content(post(client, xml).get_data(as_text=True)) == wx.reply_content(first[0])
+    app.extensions["bot"].close()
+    assert db.connect(tmp_path / "bot.db")["messages"].count == 1
+
+
+def test_a_message_whose_worker_died_mid_answer_is_answered_on_the_resend(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(os.getcwd())!r})
+        from pathlib import Path
+        from tests.conftest import create_app, make_settings
+        from tests import wx
+        app = create_app(make_settings(Path({str(tmp_path)!r})))
+        runtime = app.extensions["bot"]
+        def stuck(inbound, ctx):
+            print("answering", flush=True)
+            time.sleep(60)
+        runtime.router.dispatch = stuck
+        app.test_client().post("/wechat?" + wx.query(), content_type="text/xml",
+                               data=wx.text_xml("o-crash", "菜单", msg_id=6262).encode())
+    """)
+    db.migrate(tmp_path / "bot.db")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "answering"
+        app = create_app(make_settings(tmp_path))
+        client = app.test_client()
+        # While that worker holds the message, its resend is left to it ...
+        assert post(client, wx.text_xml("o-crash", "菜单", msg_id=6262)).get_data(as_text=True) == "success"
+        proc.kill()
+        proc.wait(10)
+        # ... and once the worker is gone, WeChat's next resend gets the answer.
+        resp = post(client, wx.text_xml("o-crash", "菜单", msg_id=6262))
+        assert MENU_MARK in wx.reply_content(resp.get_data(as_text=True))
+        app.extensions["bot"].close()
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_a_message_answered_twice_despite_claims_keeps_the_first_answer(tmp_path, monkeypatch):
+    app = create_app(make_settings(tmp_path))
+    chat = Chat(app.test_client(), "o-twice")
+    assert "多少贷款" in chat.say("我要申请贷款")
+    answer = wx.text_xml("o-twice", "3万", msg_id=7373)
+    assert "做什么" in wx.reply_content(chat.post(answer).get_data(as_text=True))
+    database = db.connect(tmp_path / "bot.db")
+    form = database.conn.execute("SELECT step, attempts, data FROM dialogues").fetchone()
+    # As if a second process had seen neither the claim nor the record.
+    monkeypatch.setattr(db, "find_message", lambda database, key: None)
+    assert chat.post(answer).get_data(as_text=True) == "success"
+    # The resend's changes were undone: "3万" was not taken as the next answer.
+    assert database.conn.execute("SELECT step, attempts, data FROM dialogues").fetchone() == form
+    assert database.conn.execute(
+        "SELECT COUNT(*) FROM messages WHERE msg_id = '7373'").fetchone()[0] == 1
+    # Nothing was left holding the write lock.
+    database.conn.execute("PRAGMA busy_timeout=200")
+    db.save_state(database, "o-other", {"more": []})
+    app.extensions["bot"].close()
 
 
 # --- the 5-second rule -------------------------------------------------------------
