@@ -24,6 +24,7 @@ RELOAD_CHECK_SECONDS = 2.0
 class _Loaded:
     kb: KnowledgeBase
     matcher: Matcher
+    answers: dict[str, str]  # topic id -> answer with the county's details filled in
 
 
 class Library:
@@ -49,7 +50,7 @@ class Library:
 
     def answer_text(self, topic_id: str) -> str:
         """A topic's answer with the county's details filled in."""
-        return self._loaded.kb.render_answer(topic_id, self._settings.county)
+        return self._loaded.answers[topic_id]
 
     def reload(self) -> bool:
         """Reload now if the files changed; on a broken edit keep serving the old base."""
@@ -75,4 +76,6 @@ class Library:
 
     def _build(self, kb: KnowledgeBase, previous: Matcher | None) -> _Loaded:
         matcher = previous.reload(kb) if previous else Matcher(kb, self._settings.matcher)
-        return _Loaded(kb, matcher)
+        # Filled once per load: every answered question needs one.
+        answers = {tid: kb.render_answer(tid, self._settings.county) for tid in kb.topics}
+        return _Loaded(kb, matcher, answers)
