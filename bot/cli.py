@@ -72,7 +72,10 @@ def gunicorn_options(bind: str, workers: int) -> dict[str, Any]:
         "bind": bind,
         "workers": workers,
         "worker_class": "gthread",
-        "threads": 4,
+        # Each worker's threads share one GIL, and every SQLite call hands it over: with
+        # 2 threads the webhook answered 5-10 % more messages per second than with 3 or
+        # 4 at the same CPU (bench/webhook.py), while a slow request still leaves one free.
+        "threads": 2,
         "timeout": 30,
         "accesslog": None,
         # gunicorn >= 25 opens a control socket at one per-user path, so a second
