@@ -321,7 +321,7 @@ def find_message(db: Database, key: str) -> SeenMessage | None:
 def record_message(db: Database, key: str, openid: str, msg_id: str, msg_type: str,
                    content: str, received_at: float, reply: str, reply_kind: str,
                    topic: str | None, band: str | None, state: str) -> None:
-    """Log a message with the reply it got (state: replied, deferred or failed).
+    """Log a message with the reply it got (state: replied, or deferred past the budget).
 
     The key is unique: recording a message twice raises sqlite3.IntegrityError.
     """

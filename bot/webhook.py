@@ -8,8 +8,6 @@ from wechatpy.exceptions import InvalidSignatureException
 
 from bot import wechat
 from bot import runtime as current_runtime
-from bot.privacy import mask_text
-from bot.router import Inbound, Reply
 from bot.runtime import Runtime
 
 bp = Blueprint("webhook", __name__)
