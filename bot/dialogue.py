@@ -28,6 +28,10 @@ PAUSED = "paused"    # by the user (menu) or by idling past the timeout
 EXPIRED = "expired"  # paused by the timeout: the user is told once on the next message
 DROPPED = "dropped"  # finished or cancelled: deleted from storage, not to be saved again
 
+# A save that would change only the time is skipped while the stored time is younger than
+# this: idling is counted in minutes, and a question asked mid-form then writes nothing.
+TOUCH_PRECISION = 60.0  # seconds
+
 
 @dataclass(frozen=True)
 class Check:
@@ -84,9 +88,18 @@ class Dialogue:
     cancelling: bool = False  # asked "really cancel?"
     started_at: float = 0.0
     updated_at: float = 0.0
-    # The answers as stored: (plain JSON, ciphertext), so an unchanged dialogue is saved
-    # without encrypting again (a question asked mid-form changes only the time).
-    sealed: tuple[str, str] | None = field(default=None, repr=False, compare=False)
+    # The row as last loaded or saved, so an unchanged dialogue is not encrypted again.
+    stored: "_Stored | None" = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class _Stored:
+    step: str
+    status: str
+    attempts: int
+    updated_at: float
+    plain: str  # the answers' JSON
+    ciphertext: str
 
 
 @dataclass(frozen=True)
@@ -218,18 +231,25 @@ def set_status(database: Database, standing: Standing, status: str, at: float) -
 
 
 def save(database: Database, vault: Vault, dialogue: Dialogue, now: float) -> None:
-    """Store the dialogue, stamping it as touched now."""
-    dialogue.updated_at = now
+    """Store the dialogue, stamping it as touched now (to TOUCH_PRECISION)."""
     plain = json.dumps({"answers": dialogue.answers, "history": dialogue.history,
                         "pending": dialogue.pending, "cancelling": dialogue.cancelling},
                        ensure_ascii=False)
-    if dialogue.sealed is None or dialogue.sealed[0] != plain:
-        dialogue.sealed = (plain, vault.encrypt(plain))
+    before = dialogue.stored
+    same = before is not None and before.plain == plain
+    if (same and (before.step, before.status, before.attempts)
+            == (dialogue.step, dialogue.status, dialogue.attempts)
+            and now - before.updated_at < TOUCH_PRECISION):
+        return
+    dialogue.updated_at = now
+    ciphertext = before.ciphertext if same else vault.encrypt(plain)
     storage.save_dialogue(database, {
         "openid": dialogue.openid, "form": dialogue.form, "step": dialogue.step,
-        "status": dialogue.status, "attempts": dialogue.attempts, "data": dialogue.sealed[1],
-        "started_at": dialogue.started_at, "updated_at": dialogue.updated_at,
+        "status": dialogue.status, "attempts": dialogue.attempts, "data": ciphertext,
+        "started_at": dialogue.started_at, "updated_at": now,
     })
+    dialogue.stored = _Stored(dialogue.step, dialogue.status, dialogue.attempts, now, plain,
+                              ciphertext)
 
 
 def drop(database: Database, dialogue: Dialogue | Standing) -> None:
@@ -242,8 +262,10 @@ def drop(database: Database, dialogue: Dialogue | Standing) -> None:
 def _from_row(row: Mapping[str, Any], vault: Vault) -> Dialogue:
     plain = vault.decrypt(row["data"])
     secret = json.loads(plain)
+    stored = _Stored(row["step"], row["status"], row["attempts"], row["updated_at"], plain,
+                     row["data"])
     return Dialogue(openid=row["openid"], form=row["form"], step=row["step"],
                     answers=secret["answers"], history=secret["history"],
                     attempts=row["attempts"], status=row["status"], pending=secret["pending"],
                     cancelling=secret["cancelling"], started_at=row["started_at"],
-                    updated_at=row["updated_at"], sealed=(plain, row["data"]))
+                    updated_at=row["updated_at"], stored=stored)

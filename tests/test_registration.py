@@ -351,6 +351,20 @@ def test_starting_the_other_form_pauses_the_first(chat):
     assert "贷款申请" in chat.say("查询进度") and "继续申请" in chat.say("查询进度")
 
 
+def test_questions_mid_form_keep_it_alive_to_the_minute(chat, clock, database):
+    converse(chat, TRAINING_TO_SUMMARY[:3])
+    touched = database.conn.execute("SELECT updated_at FROM dialogues").fetchone()[0]
+    clock.advance(0.5)
+    chat.say("贷款利息怎么算？")
+    # Within a minute of the last save, a question changes nothing stored ...
+    assert database.conn.execute("SELECT updated_at FROM dialogues").fetchone()[0] == touched
+    clock.advance(20)
+    chat.say("贷款利息怎么算？")
+    # ... later it counts as activity, so the form is still open 29 minutes after that.
+    clock.advance(29)
+    assert "身份证号" in chat.say(PHONE)
+
+
 def test_idle_form_expires_with_a_note_and_resumes_within_a_day(chat, clock):
     converse(chat, TRAINING_TO_SUMMARY[:3])
     clock.advance(31)
