@@ -347,8 +347,10 @@ def recent_messages(db: Database, openid: str, limit: int = 50) -> list[dict[str
 LAST_SEEN_PRECISION = 60.0  # seconds
 
 
-def touch_subscriber(db: Database, openid: str, subscribed: bool | None = None) -> None:
-    """Note that a user interacted (opens the 48-hour window); track (un)subscription."""
+def touch_subscriber(db: Database, openid: str, subscribed: bool | None = None) -> float:
+    """Note that a user interacted (opens the 48-hour window); track (un)subscription.
+
+    Returns the last-seen time now stored, which may be up to LAST_SEEN_PRECISION old."""
     t = now()
     if subscribed is None:
         # Most messages come in bursts from the same user: a minute's precision is plenty
@@ -356,7 +358,7 @@ def touch_subscriber(db: Database, openid: str, subscribed: bool | None = None) 
         row = db.conn.execute("SELECT last_seen_at FROM subscribers WHERE openid = ?",
                               (openid,)).fetchone()
         if row is not None and row[0] is not None and t - row[0] < LAST_SEEN_PRECISION:
-            return
+            return row[0]
     db.conn.execute(
         "INSERT INTO subscribers (openid, subscribed, subscribed_at, last_seen_at)"
         " VALUES (?, 1, ?, ?) ON CONFLICT(openid) DO UPDATE SET last_seen_at = excluded.last_seen_at",
@@ -369,6 +371,7 @@ def touch_subscriber(db: Database, openid: str, subscribed: bool | None = None) 
         db.conn.execute("UPDATE subscribers SET subscribed = 0, unsubscribed_at = ? WHERE openid = ?",
                         (t, openid))
     _commit(db)
+    return t
 
 
 # --- per-user state ------------------------------------------------------------------

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 # Errors after which a customer-service message is not retried: the user is out of the
 # 48-hour window (45015) or has unsubscribed (43004).
 _FINAL_ERRORS = {45015, 43004}
+_LAST_SEEN_MEMORY = 10_000  # users whose last-seen time a process remembers
 
 
 @dataclass
@@ -67,6 +68,9 @@ class Runtime:
                                  SQLiteSessionStorage(self.connect))
         database = settings.storage.database
         self.claims = Claims(database.with_name(database.name + ".claims"))
+        # openid -> the last-seen time this process knows is stored, so that most messages
+        # of a conversation need not even read it (storage keeps it to a minute).
+        self._last_seen: dict[str, float] = {}
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="handler")
         self._local = threading.local()
         self._stopping = threading.Event()
@@ -149,7 +153,7 @@ class Runtime:
                 job.finished = True
                 deferred = job.deferred
             if not (inbound.kind == "event" and inbound.event == "unsubscribe"):
-                storage.touch_subscriber(database, inbound.openid)
+                self._touch(database, inbound.openid)
             try:
                 storage.record_message(
                     database, inbound.dedupe_key, inbound.openid, inbound.msg_id,
@@ -167,6 +171,15 @@ class Runtime:
         if late:
             self.deliver_pending()
         return reply
+
+    def _touch(self, database: Database, openid: str) -> None:
+        """Note the user's activity, asking storage at most once a minute per user."""
+        now = storage.now()
+        if now - self._last_seen.get(openid, 0.0) < storage.LAST_SEEN_PRECISION:
+            return
+        if len(self._last_seen) >= _LAST_SEEN_MEMORY:
+            self._last_seen.clear()  # a burst of new users: start remembering afresh
+        self._last_seen[openid] = storage.touch_subscriber(database, openid)
 
     # --- outbound ------------------------------------------------------------------
 
