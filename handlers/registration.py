@@ -9,6 +9,7 @@ matcher's service topics (handlers/services.py ACTIONS).
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -353,6 +354,7 @@ def _describe(row: dict) -> str:
 # --- questions and checks ------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=64)  # asked of the same text by several routes per message
 def _plain(text: str) -> str:
     """Text as compared with command words: NFKC, no trailing punctuation, lower case."""
     return _TRAILING.sub("", normalize(text)).lower()
