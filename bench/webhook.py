@@ -258,6 +258,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command")
     hello = sub.add_parser("hello", help="(internal) serve the baseline app under gunicorn")
     hello.add_argument("--bind", required=True)
+    hello.add_argument("--per-worker", type=int, required=True)
     args = parser.parse_args()
     questions = tuple(args.questions or QUESTIONS)
 
@@ -265,22 +266,27 @@ def main() -> None:
     from bot.cli import gunicorn_options, run_gunicorn
 
     if args.command == "hello":
-        run_gunicorn(hello_app(), gunicorn_options(args.bind, args.workers))
+        run_gunicorn(hello_app(), gunicorn_options(args.bind, args.workers, args.per_worker))
         return
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
 
     threads = 2  # one per core; the client shares the machine with the servers
+    # Each worker takes about an equal share of wrk's keep-alive connections (2 spare for
+    # ones still closing). Left to themselves, one worker now and then accepted nearly all
+    # of them and a run measured half the machine, for either server.
+    per_worker = -(-args.connections // args.workers) + 2
     with tempfile.TemporaryDirectory(prefix="cyt-bench-") as tmp:
         folder = Path(tmp)
         ports = {"webhook": free_port(), "hello-world": free_port()}
         config = write_config(folder, ports["webhook"], args.workers)
         procs = {
             "hello-world": start([sys.executable, __file__, "--workers", str(args.workers),
-                                  "hello", "--bind", f"{HOST}:{ports['hello-world']}"],
-                                 folder / "hello.log"),
+                                  "hello", "--bind", f"{HOST}:{ports['hello-world']}",
+                                  "--per-worker", str(per_worker)], folder / "hello.log"),
             "webhook": start([sys.executable, str(ROOT / "run.py"), "--config", str(config),
-                              "serve", "--workers", str(args.workers)], folder / "webhook.log"),
+                              "serve", "--workers", str(args.workers),
+                              "--connections", str(per_worker)], folder / "webhook.log"),
         }
         try:
             ts, nonce = str(int(time.time())), "bench"

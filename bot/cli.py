@@ -55,20 +55,23 @@ def run_dev(settings: Settings) -> None:
 @cli.command()
 @click.option("--workers", type=int, default=None, help="Worker processes (default: [server] workers).")
 @click.option("--bind", default=None, help="host:port (default: [server] host and port).")
+@click.option("--connections", type=int, default=None,
+              help="Most client connections one worker keeps open (default: gunicorn's 1000).")
 @click.pass_obj
-def serve(settings: Settings, workers: int | None, bind: str | None) -> None:
+def serve(settings: Settings, workers: int | None, bind: str | None,
+          connections: int | None) -> None:
     """Run under gunicorn for production. Example: python run.py serve --workers 4"""
     app = make_app(settings)
     options = gunicorn_options(bind or f"{settings.server.host}:{settings.server.port}",
-                               workers or settings.server.workers)
+                               workers or settings.server.workers, connections)
     # Threads don't survive gunicorn's fork: each worker starts its own courier.
     options["post_worker_init"] = lambda worker: app.extensions["bot"].start_courier()
     run_gunicorn(app, options)
 
 
-def gunicorn_options(bind: str, workers: int) -> dict[str, Any]:
+def gunicorn_options(bind: str, workers: int, connections: int | None = None) -> dict[str, Any]:
     """gunicorn settings for `serve`; bench/webhook.py runs its baseline app with the same."""
-    return {
+    options = {
         "bind": bind,
         "workers": workers,
         "worker_class": "gthread",
@@ -82,6 +85,9 @@ def gunicorn_options(bind: str, workers: int) -> dict[str, Any]:
         # instance on the host (another county, the benchmark) would take it over.
         "control_socket_disable": True,
     }
+    if connections:
+        options["worker_connections"] = connections
+    return options
 
 
 def run_gunicorn(app: Any, options: dict[str, Any]) -> None:
