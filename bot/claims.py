@@ -33,7 +33,7 @@ class Claims:
         self._path = path
         # POSIX locks belong to the process, so threads of one process are told apart here.
         self._guard = threading.Lock()
-        self._held: set[str] = set()
+        self._held: dict[str, int] = {}  # key -> its locked offset
         self._file: tuple[int, IO[str]] | None = None  # (pid, file): forks need their own
 
     def claim(self, key: str) -> bool:
@@ -41,19 +41,20 @@ class Claims:
         with self._guard:
             if key in self._held:
                 return False
+            offset = _offset(key)
             try:
-                fcntl.lockf(self._lock_file(), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _offset(key))
+                fcntl.lockf(self._lock_file(), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
             except OSError:  # EAGAIN/EACCES: another process holds it
                 return False
-            self._held.add(key)
+            self._held[key] = offset
             return True
 
     def release(self, key: str) -> None:
         """Give up a claim taken with claim() (from any thread of the process)."""
         with self._guard:
-            if key in self._held:
-                self._held.discard(key)
-                fcntl.lockf(self._lock_file(), fcntl.LOCK_UN, 1, _offset(key))
+            offset = self._held.pop(key, None)
+            if offset is not None:
+                fcntl.lockf(self._lock_file(), fcntl.LOCK_UN, 1, offset)
 
     def _lock_file(self) -> IO[str]:
         # Closing any descriptor of the file would drop all of the process's locks on it,
