@@ -26,7 +26,7 @@ def verify_server() -> Response:
 
 @bp.post("/wechat")
 def receive() -> Response:
-    """Receive one message: verify, decrypt, parse, dedupe, dispatch, render, encrypt."""
+    """Receive one message: verify, decrypt, parse, answer once, render, encrypt."""
     runtime = current_runtime()
     _verify_signature(runtime)
     body = _decrypt(runtime, request.get_data(cache=False))
@@ -36,10 +36,9 @@ def receive() -> Response:
         logger.warning("refused a malformed message: %s", exc)
         abort(400)
     reply = runtime.answer_once(inbound)
-    xml = wechat.render(reply, inbound)
     if reply.kind == "empty":
         return _text(SUCCESS)
-    return _text(_encrypt(runtime, xml))
+    return _text(_encrypt(runtime, wechat.render(reply, inbound)))
 
 
 def _verify_signature(runtime: Runtime) -> None:
