@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -209,6 +210,28 @@ def test_resaving_keeps_the_ciphertext_until_an_answer_changes(tmp_path):
     engine.save(database, vault, d, 8.0)
     assert next(database["dialogues"].rows)["data"] != stored
     assert engine.load_all(database, vault, "o1")[0].answers == {"a": 1, "b": 2}
+
+
+def test_answers_stored_before_aes_gcm_still_load(tmp_path):
+    db.migrate(tmp_path / "t.db")
+    database = db.connect(tmp_path / "t.db")
+    key = Fernet.generate_key()
+    plain = json.dumps({"answers": {"a": 1}, "history": [["a"]], "pending": None,
+                        "cancelling": False})
+    db.save_dialogue(database, {  # as the Fernet-only version wrote it
+        "openid": "o1", "form": FORM.name, "step": "b", "status": "active", "attempts": 0,
+        "data": Fernet(key).encrypt(plain.encode()).decode(), "started_at": 5.0, "updated_at": 5.0})
+    d = engine.load_all(database, Vault(key.decode()), "o1")[0]
+    assert (d.step, d.answers, d.history) == ("b", {"a": 1}, [["a"]])
+
+
+def test_a_changed_token_is_refused_not_misread():
+    vault = Vault(Fernet.generate_key())
+    token = vault.encrypt("11010519491231002X")
+    assert "1101" not in token and vault.decrypt(token) == "11010519491231002X"
+    changed = token[:-3] + ("B" if token[-3] == "A" else "A") + token[-2:]
+    with pytest.raises(ValueError, match="无法解密"):
+        vault.decrypt(changed)
 
 
 def test_id_fingerprints_match_only_under_the_same_key():
