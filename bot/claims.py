@@ -7,9 +7,8 @@ key. The kernel checks it across processes in one system call and drops it when 
 process dies, so a crash never leaves a message claimed; the message row in SQLite,
 written with the answer, is what marks a message as done.
 
-Before this, the claim was a message row committed before answering: a second write
-transaction per message, which took the database's write lock that every message's
-own writes queue for.
+Not a row committed before answering: that was a second write transaction per message,
+queueing for the one database write lock that every message's own writes need.
 """
 from __future__ import annotations
 

@@ -89,7 +89,7 @@ class Dialogue:
     started_at: float = 0.0
     updated_at: float = 0.0
     # The row as last loaded or saved, so an unchanged dialogue is not encrypted again.
-    stored: "_Stored | None" = field(default=None, repr=False, compare=False)
+    stored: _Stored | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
