@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, abort, current_app, request
+from werkzeug.datastructures import MultiDict
 from wechatpy.exceptions import InvalidSignatureException
 
 from bot import wechat
@@ -20,16 +21,22 @@ SUCCESS = "success"
 def verify_server() -> Response:
     """URL verification: echo echostr when the signature is right."""
     runtime = current_runtime()
-    _verify_signature(runtime)
-    return _text(request.args.get("echostr", ""))
+    args = request.args
+    _verify_signature(runtime, args)
+    return _text(args.get("echostr", ""))
 
 
 @bp.post("/wechat")
 def receive() -> Response:
     """Receive one message: verify, decrypt, parse, answer once, render, encrypt."""
     runtime = current_runtime()
-    _verify_signature(runtime)
-    body = _decrypt(runtime, request.get_data(cache=False))
+    args = request.args
+    _verify_signature(runtime, args)
+    # Compatible and safe mode send an Encrypt element; plain mode sends the message.
+    crypto = runtime.crypto if args.get("encrypt_type", "raw").lower() == "aes" else None
+    body = request.get_data(cache=False)
+    if crypto is not None:
+        body = _decrypt(crypto, body, args)
     try:
         inbound = wechat.parse_inbound(body)
     except wechat.BadRequest as exc:
@@ -38,41 +45,28 @@ def receive() -> Response:
     reply = runtime.answer_once(inbound)
     if reply.kind == "empty":
         return _text(SUCCESS)
-    return _text(_encrypt(runtime, wechat.render(reply, inbound)))
+    xml = wechat.render(reply, inbound)
+    if crypto is not None:
+        xml = crypto.encrypt(xml, args.get("nonce", ""), args.get("timestamp") or None)
+    return _text(xml)
 
 
-def _verify_signature(runtime: Runtime) -> None:
-    args = request.args
+def _verify_signature(runtime: Runtime, args: MultiDict[str, str]) -> None:
     if not wechat.signature_ok(runtime.settings.wechat.token, args.get("signature", ""),
                                args.get("timestamp", ""), args.get("nonce", "")):
         abort(403)
 
 
-def _encrypted() -> bool:
-    return request.args.get("encrypt_type", "raw").lower() == "aes"
-
-
-def _decrypt(runtime: Runtime, body: bytes) -> bytes:
-    """Compatible and safe mode send an Encrypt element; plain mode sends the message."""
-    if not _encrypted() or runtime.crypto is None:
-        return body
-    args = request.args
+def _decrypt(crypto: wechat.Crypto, body: bytes, args: MultiDict[str, str]) -> bytes:
     try:
-        plain = runtime.crypto.decrypt(body, args.get("msg_signature", ""),
-                                       args.get("timestamp", ""), args.get("nonce", ""))
+        plain = crypto.decrypt(body, args.get("msg_signature", ""), args.get("timestamp", ""),
+                               args.get("nonce", ""))
     except InvalidSignatureException:
         abort(403)
     except wechat.BadRequest as exc:
         logger.warning("refused an encrypted message: %s", exc)
         abort(400)
     return plain.encode("utf-8") if isinstance(plain, str) else plain
-
-
-def _encrypt(runtime: Runtime, xml: str) -> str:
-    if not _encrypted() or runtime.crypto is None:
-        return xml
-    return runtime.crypto.encrypt(xml, request.args.get("nonce", ""),
-                                  request.args.get("timestamp") or None)
 
 
 def _text(body: str) -> Response:
