@@ -42,7 +42,7 @@ class _Job:
 
 
 class _AlreadyAnswered(Exception):
-    """The message was recorded as answered while this thread was answering it."""
+    """The message was answered before: this second answer is undone."""
 
 
 class Runtime:
@@ -99,7 +99,13 @@ class Runtime:
     # --- answering -----------------------------------------------------------------
 
     def answer_once(self, inbound: Inbound) -> Reply:
-        """Answer a message once however often WeChat resends it."""
+        """Answer a message once however often WeChat resends it.
+
+        A claim covers a message being answered; the message log's unique key covers one
+        answered before, found when the answer is recorded rather than by a read up front:
+        such resends are rare (WeChat resends only when our reply was lost or late), and
+        for them the handlers run again and their changes are rolled back.
+        """
         key = inbound.dedupe_key
         if not self.claims.claim(key):
             # Another thread or process is answering it and will reply, or send the
@@ -107,19 +113,10 @@ class Runtime:
             return Reply.empty()
         job = _Job(received_at=storage.now())
         try:
-            seen = storage.find_message(self.connect(), key)
-            if seen is None:
-                future = self._executor.submit(self._handle, inbound, job)  # releases the claim
+            future = self._executor.submit(self._handle, inbound, job)  # releases the claim
         except BaseException:
             self.claims.release(key)
             raise
-        if seen is not None:
-            self.claims.release(key)
-            # Answered before: repeat a reply given in time, else "success" (the late
-            # answer went out through the customer-service API).
-            if seen.state == "replied" and seen.reply_kind == "text" and seen.reply:
-                return Reply(text=seen.reply)
-            return Reply.empty()
         return self._within_budget(future, job, inbound)
 
     def _within_budget(self, future: Future[Reply], job: _Job, inbound: Inbound) -> Reply:
@@ -139,9 +136,17 @@ class Runtime:
         try:
             return self._answer(inbound, job)
         except _AlreadyAnswered:
-            return Reply.empty()
+            return self._earlier_reply(inbound.dedupe_key)
         finally:
             self.claims.release(inbound.dedupe_key)
+
+    def _earlier_reply(self, key: str) -> Reply:
+        """A resend of a message answered before: the reply it got in time, else "success"
+        (the late answer went out through the customer-service API)."""
+        seen = storage.find_message(self.connect(), key)
+        if seen is not None and seen.state == "replied" and seen.reply_kind == "text" and seen.reply:
+            return Reply(text=seen.reply)
+        return Reply.empty()
 
     def _answer(self, inbound: Inbound, job: _Job) -> Reply:
         database = self.connect()
@@ -161,9 +166,8 @@ class Runtime:
                     mask_text(reply.text), reply.kind, reply.topic, reply.band,
                     "deferred" if deferred else "replied")
             except sqlite3.IntegrityError:
-                # Only if claims were bypassed (the claims file replaced under a running
-                # process): keep the answer on record, undo this one.
-                logger.warning("a %s message was answered twice; kept the first", inbound.kind)
+                # Answered before (WeChat resends when our reply was lost or late): undo
+                # this second answer; the first one stands.
                 raise _AlreadyAnswered from None
             late = deferred and reply.kind == "text" and bool(reply.text)
             if late:
