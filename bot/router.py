@@ -54,7 +54,6 @@ class Reply:
     text: str = ""
     topic: str | None = None  # policy topic answered, for the log and analytics
     band: str | None = None   # matcher band, for the log and analytics
-    more: tuple[str, ...] = ()  # further pages, served one by one when the user asks
 
     @classmethod
     def empty(cls) -> "Reply":

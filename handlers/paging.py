@@ -40,31 +40,31 @@ def split_pages(text: str, limit: int = LIMIT_BYTES - len(_MORE_HINT.encode())) 
 
 @router.keyword(*MORE_WORDS)
 def next_page(inbound: Inbound, ctx: Context) -> Reply:
-    """Serve the next page of the last long answer or list."""
+    """Serve the next page of the user's last reply, if it was cut."""
     state = db.load_state(ctx.db, inbound.openid)
-    pages = state.get("more") or []
-    if not pages:
+    more = state.get("more")
+    pages = more.get("pages") if isinstance(more, dict) else None
+    # Pages are kept until replaced, but only the reply just before this "更多" goes on.
+    if not pages or more.get("after") != db.last_message_key(ctx.db, inbound.openid):
         return Reply(text=_NO_MORE)
     text = pages.pop(0)
-    state["more"] = pages
+    state["more"] = {"pages": pages, "after": inbound.dedupe_key}
     db.save_state(ctx.db, inbound.openid, state)
     return Reply(text=text + (_MORE_HINT if pages else ""))
 
 
 @router.after
 def fit_reply(inbound: Inbound, ctx: Context, reply: Reply) -> Reply:
-    """Keep the first page of an overlong reply; store the rest for 更多, or forget old pages."""
-    if inbound.kind != "text" or inbound.text in MORE_WORDS:
+    """Keep the first page of an overlong reply and store the rest for 更多.
+
+    Only a cut reply touches storage: stale pages need no clearing, since next_page
+    serves pages only for the message just before it (saves a read on every message).
+    """
+    if (inbound.kind != "text" or inbound.text in MORE_WORDS or reply.kind != "text"
+            or len(reply.text.encode()) <= LIMIT_BYTES):
         return reply
-    rest: list[str] = []
-    if reply.kind == "text" and len(reply.text.encode()) > LIMIT_BYTES:
-        first, *rest = split_pages(reply.text)
-        reply = reply.with_text(first)
-    rest += [page for text in reply.more for page in split_pages(text)]
-    if rest:
-        reply = reply.with_text(reply.text + _MORE_HINT)
+    first, *rest = split_pages(reply.text)
     state = db.load_state(ctx.db, inbound.openid)
-    if state.get("more") or rest:
-        state["more"] = rest
-        db.save_state(ctx.db, inbound.openid, state)
-    return reply
+    state["more"] = {"pages": rest, "after": inbound.dedupe_key}
+    db.save_state(ctx.db, inbound.openid, state)
+    return reply.with_text(first + _MORE_HINT)

@@ -325,6 +325,21 @@ def test_long_reply_is_split_and_rest_served_on_more(app, chat):
     assert runtime.router.dispatch == original
 
 
+def test_more_continues_only_the_reply_just_before_it(app, chat):
+    from bot.router import Reply
+    runtime = app.extensions["bot"]
+    long_text = "".join(f"第{i}句话讲的是创业政策的一个细节。" for i in range(300))
+    runtime.router.routes.insert(0, (lambda m: m.text == "长文", lambda m, c: Reply(text=long_text)))
+    assert "更多" in chat.say("长文")
+    assert "第" in chat.say("更多")  # the second page
+    chat.say("菜单")
+    assert "没有更多" in chat.say("更多")
+    # A cut reply that is not followed at once is not continued later either.
+    assert "更多" in chat.say("长文")
+    chat.event("CLICK", "MENU_NEWS")
+    assert "没有更多" in chat.say("更多")
+
+
 # --- bad input ---------------------------------------------------------------------
 
 BILLION_LAUGHS = """<?xml version="1.0"?>
