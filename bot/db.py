@@ -335,14 +335,6 @@ def record_message(db: Database, key: str, openid: str, msg_id: str, msg_type: s
     _commit(db)
 
 
-def last_message_key(db: Database, openid: str) -> str | None:
-    """The dedupe key of the subscriber's latest recorded message (None if none yet)."""
-    row = db.conn.execute(
-        "SELECT dedupe_key FROM messages WHERE openid = ? ORDER BY received_at DESC, id DESC"
-        " LIMIT 1", (openid,)).fetchone()
-    return None if row is None else row[0]
-
-
 def recent_messages(db: Database, openid: str, limit: int = 50) -> list[dict[str, Any]]:
     """A subscriber's latest messages with the bot's replies, newest first."""
     return _query(db,

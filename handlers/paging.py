@@ -45,7 +45,8 @@ def next_page(inbound: Inbound, ctx: Context) -> Reply:
     more = state.get("more")
     pages = more.get("pages") if isinstance(more, dict) else None
     # Pages are kept until replaced, but only the reply just before this "更多" goes on.
-    if not pages or more.get("after") != db.last_message_key(ctx.db, inbound.openid):
+    last = db.recent_messages(ctx.db, inbound.openid, limit=1) if pages else []
+    if not last or last[0]["dedupe_key"] != more.get("after"):
         return Reply(text=_NO_MORE)
     text = pages.pop(0)
     state["more"] = {"pages": pages, "after": inbound.dedupe_key}
