@@ -518,12 +518,6 @@ def load_dialogues(db: Database, openid: str) -> list[dict[str, Any]]:
                       [openid])
 
 
-def dialogue_standings(db: Database, openid: str) -> list[dict[str, Any]]:
-    """The clear-text columns of the user's dialogues, most recently touched first."""
-    return _query(db, "SELECT openid, form, step, status, updated_at FROM dialogues"
-                      " WHERE openid = ? ORDER BY updated_at DESC", [openid])
-
-
 def set_dialogue_status(db: Database, openid: str, form: str, status: str, at: float) -> None:
     """Change a dialogue's status and touched time only."""
     db.conn.execute("UPDATE dialogues SET status = ?, updated_at = ? WHERE openid = ? AND form = ?",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlite_utils import Database
@@ -102,17 +102,6 @@ class _Stored:
     ciphertext: str
 
 
-@dataclass(frozen=True)
-class Standing:
-    """A stored dialogue's clear-text columns: enough to pause, expire or drop it without
-    decrypting the answers (done after every text message, so kept cheap)."""
-    openid: str
-    form: str
-    step: str
-    status: str
-    updated_at: float
-
-
 def first_open_step(form: Form, answers: Mapping[str, Any]) -> str:
     """The first unanswered field, or SUMMARY when all are answered."""
     return next((f.key for f in form.fields if f.key not in answers), SUMMARY)
@@ -193,12 +182,12 @@ def find_field(form: Form, dialogue: Dialogue, text: str) -> Field | None:
 # --- time -------------------------------------------------------------------------------
 
 
-def is_idle(dialogue: Dialogue | Standing, now: float, timeout_seconds: float) -> bool:
+def is_idle(dialogue: Dialogue, now: float, timeout_seconds: float) -> bool:
     """An active dialogue nobody answered within the timeout."""
     return dialogue.status == ACTIVE and now - dialogue.updated_at > timeout_seconds
 
 
-def is_resumable(dialogue: Dialogue | Standing, now: float, resume_seconds: float) -> bool:
+def is_resumable(dialogue: Dialogue, now: float, resume_seconds: float) -> bool:
     """A paused or expired dialogue still young enough to continue where it stopped."""
     return now - dialogue.updated_at <= resume_seconds
 
@@ -220,14 +209,12 @@ def load_all(database: Database, vault: Vault, openid: str) -> list[Dialogue]:
     return dialogues
 
 
-def standings(database: Database, openid: str) -> list[Standing]:
-    """The user's dialogues without their answers, most recently touched first."""
-    return [Standing(**row) for row in storage.dialogue_standings(database, openid)]
-
-
-def set_status(database: Database, standing: Standing, status: str, at: float) -> None:
+def set_status(database: Database, dialogue: Dialogue, status: str, at: float) -> None:
     """Pause or expire a stored dialogue, stamping it as touched at `at`; answers unchanged."""
-    storage.set_dialogue_status(database, standing.openid, standing.form, status, at)
+    storage.set_dialogue_status(database, dialogue.openid, dialogue.form, status, at)
+    dialogue.status, dialogue.updated_at = status, at
+    if dialogue.stored is not None:
+        dialogue.stored = replace(dialogue.stored, status=status, updated_at=at)
 
 
 def save(database: Database, vault: Vault, dialogue: Dialogue, now: float) -> None:
@@ -252,11 +239,10 @@ def save(database: Database, vault: Vault, dialogue: Dialogue, now: float) -> No
                               ciphertext)
 
 
-def drop(database: Database, dialogue: Dialogue | Standing) -> None:
+def drop(database: Database, dialogue: Dialogue) -> None:
     """Forget the dialogue (finished, cancelled or too old)."""
     storage.delete_dialogue(database, dialogue.openid, dialogue.form)
-    if isinstance(dialogue, Dialogue):
-        dialogue.status = DROPPED
+    dialogue.status = DROPPED
 
 
 def _from_row(row: Mapping[str, Any], vault: Vault) -> Dialogue:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 from sqlite_utils import Database
 
@@ -73,6 +73,9 @@ class Context:
     library: Library
     vault: Vault  # encryption of personal data at rest
     clock: Callable[[], float] = time.time
+    # What a handler module reads once per message and shares between its handlers and
+    # after-hooks (e.g. the user's forms); each message starts with an empty one.
+    memo: dict[str, Any] = field(default_factory=dict)
 
     def now(self) -> float:
         """Current time (tests move the clock to exercise expiry)."""

@@ -131,7 +131,9 @@ def tidy_forms(inbound: Inbound, ctx: Context, reply: Reply) -> Reply:
     settings = ctx.settings.dialogue
     now = ctx.now()
     notes = []
-    for d in engine.standings(ctx.db, inbound.openid):
+    for d in _stored(ctx, inbound.openid):
+        if d.status == engine.DROPPED:
+            continue
         if not engine.is_resumable(d, now, settings.resume_hours * 3600):
             if d.status == engine.ACTIVE:
                 notes.append(f"您之前没填完的{TITLE[d.form]}已经过期，需要的话请重新开始。")
@@ -173,6 +175,9 @@ def _start(kind: str, inbound: Inbound, ctx: Context) -> Reply:
     form = FORMS[kind]
     dialogue = engine.begin(form, inbound.openid, ctx.now(), answers)
     engine.save(ctx.db, ctx.vault, dialogue, ctx.now())
+    # Stored over any one of this form too old to resume, which tidy_forms must not drop.
+    stored = _stored(ctx, inbound.openid)
+    stored[:] = [dialogue] + [d for d in stored if d.form != kind]
     intro = (f"好的，开始{TITLE[kind]}，一共几个问题，每次回答一个。"
              "随时回复“上一步”返回上一题，回复“取消”退出。")
     return Reply(text=paused_note + intro + "\n\n" + _prompt(dialogue, ctx))
@@ -279,8 +284,18 @@ def _policy_answer(raw: str, d: Dialogue, ctx: Context) -> Reply | None:
 def _dialogues(ctx: Context, openid: str) -> list[Dialogue]:
     """The user's forms still within the resume window (tidy_forms clears older ones)."""
     hours = ctx.settings.dialogue.resume_hours
-    return [d for d in engine.load_all(ctx.db, ctx.vault, openid)
-            if engine.is_resumable(d, ctx.now(), hours * 3600)]
+    return [d for d in _stored(ctx, openid)
+            if d.status != engine.DROPPED and engine.is_resumable(d, ctx.now(), hours * 3600)]
+
+
+def _stored(ctx: Context, openid: str) -> list[Dialogue]:
+    """All the user's stored forms, read once per message: the handler and tidy_forms
+    share these objects, which engine.save, drop and set_status keep in step with storage
+    (most text messages used to read the table twice)."""
+    forms = ctx.memo.get("forms")
+    if forms is None:
+        forms = ctx.memo["forms"] = engine.load_all(ctx.db, ctx.vault, openid)
+    return forms
 
 
 def _active(dialogues: list[Dialogue], ctx: Context) -> Dialogue | None:

@@ -395,6 +395,15 @@ def test_form_left_longer_than_a_day_starts_over(chat, clock, database):
     assert "请选择要报名的培训课程" in chat.say("报名培训")
 
 
+def test_a_form_too_old_to_resume_is_replaced_by_a_new_start(chat, clock, database):
+    converse(chat, TRAINING_TO_SUMMARY[:3])
+    clock.advance(60 * 25)
+    # The first message after a day starts the form again; the old answers are gone.
+    assert "请选择要报名的培训课程" in chat.say("报名培训")
+    assert "姓名" in chat.say("2")
+    assert database["dialogues"].count == 1
+
+
 def test_a_restart_mid_form_carries_on(settings):
     first = create_app(settings)
     converse(Chat(first.test_client()), TRAINING_TO_SUMMARY[:4])
