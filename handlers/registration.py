@@ -400,7 +400,7 @@ def _prompt(d: Dialogue, ctx: Context) -> str:
     return FORMS[d.form].field(d.step).prompt(ctx, d)
 
 
-def _short_label(d: Dialogue | engine.Standing) -> str:
+def _short_label(d: Dialogue) -> str:
     field = FORMS[d.form].field(d.step)
     return field.label or "上次的问题"
 

@@ -1,7 +1,6 @@
 """A serving process delivers queued notices and resumes unfinished push jobs by itself."""
 from __future__ import annotations
 
-import time
 
 from bot import db, outbox
 from tests.conftest import create_app, wait_for

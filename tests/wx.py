@@ -28,7 +28,7 @@ def query(token: str = TOKEN, **extra: str) -> str:
 
 def message_xml(openid: str, msg_type: str, msg_id: int | None = None,
                 create_time: int | None = None, **fields: str) -> str:
-    parts = [f"<ToUserName><![CDATA[gh_test]]></ToUserName>",
+    parts = ["<ToUserName><![CDATA[gh_test]]></ToUserName>",
              f"<FromUserName><![CDATA[{openid}]]></FromUserName>",
              f"<CreateTime>{create_time or int(time.time())}</CreateTime>",
              f"<MsgType><![CDATA[{msg_type}]]></MsgType>"]
