@@ -12,18 +12,26 @@ DETAIL_LABELS = {
     "documents": "要带什么",
     "office": "到哪里办",
 }
-# Policy answers that end by offering a form; a plain "好" soon after starts it.
-OFFERS = {"support.training": registration.start_training, "support.loan": registration.start_loan}
+# Answers that end by offering a form; a plain "好" soon after starts it. The two form
+# services are among them: asked about, they explain first (policy-spec: "explains, then
+# offers"); picked from the menu ("我要申请贷款"), they start the form at once.
+OFFERS = {"support.training": registration.start_training, "support.loan": registration.start_loan,
+          "service.apply-training": registration.start_training,
+          "service.apply-loan": registration.start_loan}
 OFFER_SECONDS = 30 * 60
 ACCEPT_WORDS = ("好", "好的", "要", "我要", "是", "是的", "可以", "行", "嗯", "嗯嗯", "要得",
                 "中", "想", "我想", "愿意", "报", "办", "申请", "要报名", "想报名", "想申请")
 NEXT_STEP = "\n\n回复“详情”看怎么办、带什么；回复“返回”看同类政策；回复“菜单”看全部。"
 
 
-def answer_topic(ctx: Context, inbound: Inbound, topic_id: str, parent: str | None = None) -> Reply:
-    """The bot's answer for a topic: a service runs, a policy is explained in one screen."""
+def answer_topic(ctx: Context, inbound: Inbound, topic_id: str, parent: str | None = None,
+                 asked: bool = False) -> Reply:
+    """The bot's answer for a topic: a service runs, a policy is explained in one screen.
+
+    asked: the topic was matched from a typed question, not picked from a menu.
+    """
     action = services.ACTIONS.get(topic_id)
-    if action is not None:
+    if action is not None and not (asked and topic_id in OFFERS):
         return action(inbound, ctx)
     topic = ctx.library.kb.topics[topic_id]
     state = db.load_state(ctx.db, inbound.openid)

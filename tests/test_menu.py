@@ -149,6 +149,24 @@ def test_yes_after_training_answer_starts_registration(chat):
     assert "培训报名" in reply or "课程" in reply
 
 
+def test_asking_how_to_apply_explains_and_offers_then_yes_starts_the_form(chat):
+    # policy-spec: service.apply-loan / -training explain first, then offer the form.
+    answer = chat.say("贷款怎么申请")
+    assert "小额贴息贷款" in answer and "申请贷款" in answer
+    assert "多少贷款" not in answer  # not dropped into the form unasked
+    assert "多少贷款" in chat.say("好")
+    chat.say("取消")
+    chat.say("是")
+    answer = chat.say("培训在哪报名")
+    assert "免费" in answer and "请选择要报名的培训课程" not in answer
+    assert "没有开放报名的培训课程" in chat.say("好的")  # the registration ran (no courses here)
+
+
+def test_menu_entries_to_apply_start_the_form_at_once(chat):
+    chat.say("菜单")
+    assert "多少贷款" in chat.say("5")
+
+
 def test_yes_without_an_offer_is_not_a_form(chat):
     chat.say("菜单")
     reply = chat.say("好的")
