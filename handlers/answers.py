@@ -13,8 +13,9 @@ DETAIL_LABELS = {
     "office": "到哪里办",
 }
 # Answers that end by offering a form; a plain "好" soon after starts it. The two form
-# services are among them: asked about, they explain first (policy-spec: "explains, then
-# offers"); picked from the menu ("我要申请贷款"), they start the form at once.
+# services are among them: asked about or picked from a list of topics, they explain
+# first (policy-spec: "explains, then offers"); as main-menu entries ("我要申请贷款")
+# they start the form at once.
 OFFERS = {"support.training": registration.start_training, "support.loan": registration.start_loan,
           "service.apply-training": registration.start_training,
           "service.apply-loan": registration.start_loan}
@@ -25,13 +26,13 @@ NEXT_STEP = "\n\n回复“详情”看怎么办、带什么；回复“返回”
 
 
 def answer_topic(ctx: Context, inbound: Inbound, topic_id: str, parent: str | None = None,
-                 asked: bool = False) -> Reply:
+                 at_once: bool = False) -> Reply:
     """The bot's answer for a topic: a service runs, a policy is explained in one screen.
 
-    asked: the topic was matched from a typed question, not picked from a menu.
+    at_once: run a form service instead of explaining it and offering the form.
     """
     action = services.ACTIONS.get(topic_id)
-    if action is not None and not (asked and topic_id in OFFERS):
+    if action is not None and (at_once or topic_id not in OFFERS):
         return action(inbound, ctx)
     topic = ctx.library.kb.topics[topic_id]
     state = db.load_state(ctx.db, inbound.openid)

@@ -43,7 +43,7 @@ def answer_question(inbound: Inbound, ctx: Context) -> Reply:
     """Answer, offer choices, or admit not knowing (and record it for staff)."""
     match = ctx.library.match(inbound.text)
     if match.band == "answer":
-        return answers.answer_topic(ctx, inbound, match.topic_id, asked=True)
+        return answers.answer_topic(ctx, inbound, match.topic_id)
     best = match.candidates[0].topic_id if match.candidates else None
     # People send their phone or ID number here too (e.g. to a form that timed out).
     db.record_unanswered(ctx.db, inbound.openid, mask_text(inbound.text), match.band, best, match.score)

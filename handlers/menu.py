@@ -74,7 +74,7 @@ def on_digit(inbound: Inbound, ctx: Context) -> Reply | None:
         if 1 <= n <= len(MAIN_CATEGORIES):
             return show_category(ctx, inbound.openid, MAIN_CATEGORIES[n - 1])
         if n in MAIN_ENTRIES:
-            return answers.answer_topic(ctx, inbound, MAIN_ENTRIES[n])
+            return answers.answer_topic(ctx, inbound, MAIN_ENTRIES[n], at_once=True)
         return Reply(text=f"没有第{n}项。" + texts.main_menu(ctx.settings))
     items = listing["items"]
     if not 1 <= n <= len(items):

@@ -167,6 +167,15 @@ def test_menu_entries_to_apply_start_the_form_at_once(chat):
     assert "多少贷款" in chat.say("5")
 
 
+def test_the_loan_service_picked_from_a_topic_list_is_explained_first(chat):
+    chat.say("贷款怎么申请")
+    listing = chat.say("返回")  # the service category, numbered
+    number = next(l.split(".")[0] for l in listing.splitlines() if "申请小额贴息贷款" in l)
+    answer = chat.say(number)
+    assert "小额贴息贷款" in answer and "多少贷款" not in answer
+    assert "多少贷款" in chat.say("好")
+
+
 def test_yes_without_an_offer_is_not_a_form(chat):
     chat.say("菜单")
     reply = chat.say("好的")
