@@ -324,7 +324,7 @@ def main() -> None:
               f"  server CPU {m['cpu']:.2f} ms/req")
     ok_ratio = ratio >= TARGET_RATIO
     ok_p99 = med["webhook"]["p99"] < TARGET_P99_MS
-    print(f"  ratio webhook/hello-world: {ratio:.0%} (target >= {TARGET_RATIO:.0%}: "
+    print(f"  ratio webhook/hello-world: {ratio:.1%} (target >= {TARGET_RATIO:.0%}: "
           f"{'met' if ok_ratio else 'MISSED'}); webhook p99 target < {TARGET_P99_MS:.0f} ms: "
           f"{'met' if ok_p99 else 'MISSED'}")
     # Both servers are CPU-bound, so on an otherwise idle machine the throughput ratio
