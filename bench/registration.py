@@ -18,9 +18,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot import create_app, db  # noqa: E402
+from bot import create_app  # noqa: E402
 from bot.phone import Phone  # noqa: E402
 from bot.settings import settings_from_dict  # noqa: E402
+from bot.storage import engine, migrations
 from bot.validators import id_check_digit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,14 +67,14 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=25, help="users per process")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        db.migrate(Path(folder) / "bot.db")
+        migrations.migrate(Path(folder) / "bot.db")
         context = multiprocessing.get_context("spawn")
         with context.Manager() as manager, context.Pool(args.processes) as pool:
             barrier = manager.Barrier(args.processes)
             results = pool.map(worker, [(folder, i, args.users, barrier) for i in range(args.processes)])
         wall = max(r[2] for r in results) - min(r[1] for r in results)
         latencies = sorted(x for r in results for x in r[0])
-        database = db.connect(Path(folder) / "bot.db")
+        database = engine.connect(Path(folder) / "bot.db")
         refs = [r["ref"] for r in database["applications"].rows]
     ms = [x * 1000 for x in latencies]
     print(f"{args.processes} processes x {args.users} users: {len(ms)} messages in {wall:.1f} s "

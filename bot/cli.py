@@ -134,8 +134,8 @@ def chat(settings: Settings, openid: str) -> None:
 @click.pass_obj
 def init_db(settings: Settings) -> None:
     """Create or upgrade the database. Example: python run.py init-db"""
-    from bot import db
-    db.migrate(settings.storage.database)
+    from bot.storage import migrations
+    migrations.migrate(settings.storage.database)
     click.echo(f"数据库已就绪: {settings.storage.database}")
 
 
@@ -234,10 +234,10 @@ def _new_password_hash(label: str) -> str:
 @contextlib.contextmanager
 def _staff_db(settings: Settings) -> Iterator[Any]:
     """The migrated database, closed afterwards."""
-    from bot import db
+    from bot.storage import engine, migrations
 
-    db.migrate(settings.storage.database)
-    database = db.connect(settings.storage.database)
+    migrations.migrate(settings.storage.database)
+    database = engine.connect(settings.storage.database)
     try:
         yield database
     finally:
@@ -249,16 +249,16 @@ def _staff_db(settings: Settings) -> Iterator[Any]:
 @click.pass_obj
 def staff_add(settings: Settings, name: str) -> None:
     """Create a console account; asks for the password twice. Example: python run.py staff add wang"""
-    from bot import db
+    from bot.storage import staff
 
     name = name.strip()
     if not name or len(name) > 64:
         raise click.ClickException("用户名不能为空，且不超过 64 个字符")
     password_hash = _new_password_hash("密码")
     with _staff_db(settings) as database:
-        if not db.add_staff(database, name, password_hash):
+        if not staff.add_staff(database, name, password_hash):
             raise click.ClickException(f"用户名 {name} 已存在")
-        db.audit(database, "cli", "创建后台账号", name)
+        staff.audit(database, "cli", "创建后台账号", name)
     click.echo(f"已创建后台账号 {name}，登录地址 /admin")
 
 
@@ -267,14 +267,14 @@ def staff_add(settings: Settings, name: str) -> None:
 @click.pass_obj
 def staff_password(settings: Settings, name: str) -> None:
     """Set a new console password (also lifts a sign-in lock). Example: python run.py staff password wang"""
-    from bot import db
+    from bot.storage import staff
 
     password_hash = _new_password_hash("新密码")
     with _staff_db(settings) as database:
-        if not db.set_staff_password(database, name, password_hash):
+        if not staff.set_staff_password(database, name, password_hash):
             raise click.ClickException(f"没有后台账号 {name}")
-        db.record_login_success(database, name)
-        db.audit(database, "cli", "重设后台密码", name)
+        staff.record_login_success(database, name)
+        staff.audit(database, "cli", "重设后台密码", name)
     click.echo(f"已为 {name} 设置新密码")
 
 
@@ -298,16 +298,16 @@ def export_applications(settings: Settings, fmt: str, out: Path, type_: str | No
 
     Example: python run.py export applications --format xlsx --out 申请.xlsx --type loan
     """
-    from bot import db
     from bot.export import export_applications as write
     from bot.privacy import Vault, load_or_create_key
+    from bot.storage import applications, engine, migrations
 
-    if status is not None and status not in db.STATUSES:
-        raise click.ClickException(f"未知状态: {status}（可选：{'、'.join(db.STATUSES)}）")
-    db.migrate(settings.storage.database)
+    if status is not None and status not in applications.STATUSES:
+        raise click.ClickException(f"未知状态: {status}（可选：{'、'.join(applications.STATUSES)}）")
+    migrations.migrate(settings.storage.database)
     vault = Vault(load_or_create_key(settings.storage.encryption_key,
                                      settings.data_dir / "secret.key"))
-    database = db.connect(settings.storage.database)
+    database = engine.connect(settings.storage.database)
     try:
         count = write(database, vault, out, fmt, type_, status)
     except ValueError as exc:  # a key that does not match the data
@@ -466,8 +466,8 @@ def outbox_drain(settings: Settings, job_id: int | None) -> None:
 @click.pass_obj
 def outbox_status(settings: Settings, job_id: int) -> None:
     """Show a push job's progress and failures. Example: python run.py outbox status 3"""
-    from bot import db
-    database = db.connect(settings.storage.database)
+    from bot.storage import engine
+    database = engine.connect(settings.storage.database)
     try:
         try:
             echo_summary(database, job_id)

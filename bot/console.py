@@ -18,16 +18,32 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from flask import (Blueprint, Flask, Request, Response, abort, flash, g, jsonify, redirect,
-                   render_template, request, send_file, session, url_for)
+from flask import (
+    Blueprint,
+    Flask,
+    Request,
+    Response,
+    abort,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    session,
+    url_for,
+)
 from flask.sansio.blueprints import BlueprintSetupState
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from rapidfuzz import fuzz, process
 from werkzeug.exceptions import HTTPException
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from bot import db, export, get_db, knowledge_edit, outbox, runtime
+from bot import export, get_db, knowledge_edit, labels, outbox, runtime
 from bot.privacy import load_or_create_key
+from bot.storage import applications as application_store
+from bot.storage import messages, push, staff
 
 bp = Blueprint("console", __name__, url_prefix="/admin",
                static_folder="static/console", static_url_path="/static")
@@ -92,8 +108,8 @@ def require_login() -> Response | tuple[Response, int] | None:
     g.staff = None
     if request.endpoint not in PUBLIC_ENDPOINTS:
         name = session.get("staff")
-        staff = db.get_staff(get_db(), name) if name else None
-        if staff is None or session.get("since", 0) <= (staff["sessions_valid_after"] or 0):
+        account = staff.get_staff(get_db(), name) if name else None
+        if account is None or session.get("since", 0) <= (account["sessions_valid_after"] or 0):
             session.pop("staff", None)
             if _is_api():
                 return jsonify(error="请先登录"), 401
@@ -149,7 +165,7 @@ def console_error(error: HTTPException) -> tuple[str | Response, int]:
 
 def record(action: str, detail: str = "") -> None:
     """Write the signed-in staff member's action to the audit log."""
-    db.audit(get_db(), g.staff or "", action, detail)
+    staff.audit(get_db(), g.staff or "", action, detail)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -162,24 +178,24 @@ def login() -> str | Response:
         database = get_db()
         username = request.form.get("username", "").strip()[:64]
         password = request.form.get("password", "")
-        locked = db.locked_until(database, username)
-        staff = db.get_staff(database, username)
-        ok = check_password_hash(staff["password_hash"] if staff else _DUMMY_HASH, password)
+        locked = staff.locked_until(database, username)
+        account = staff.get_staff(database, username)
+        ok = check_password_hash(account["password_hash"] if account else _DUMMY_HASH, password)
         if locked:
             error = f"登录失败次数过多，请 {_minutes_left(locked)} 分钟后再试。"
-            db.audit(database, username or "?", "登录被锁定拒绝")
-        elif staff and ok:
+            staff.audit(database, username or "?", "登录被锁定拒绝")
+        elif account and ok:
             session.clear()  # a new session id and CSRF token after sign-in
             session.permanent = True
             session["staff"] = username
             session["since"] = time.time()
-            db.record_login_success(database, username)
-            db.audit(database, username, "登录")
+            staff.record_login_success(database, username)
+            staff.audit(database, username, "登录")
             return redirect(_safe_next(next_url))
         else:
-            until = db.record_login_failure(database, username, conf.max_failed_logins,
+            until = staff.record_login_failure(database, username, conf.max_failed_logins,
                                             conf.lockout_minutes * 60)
-            db.audit(database, username or "?", "登录失败")
+            staff.audit(database, username or "?", "登录失败")
             error = (f"登录失败次数过多，请 {_minutes_left(until)} 分钟后再试。" if until
                      else "用户名或密码错误。")
     return render_template("console/login.html", error=error, next=next_url)
@@ -189,7 +205,7 @@ def login() -> str | Response:
 def logout() -> Response:
     """Sign out."""
     record("退出登录")
-    db.end_sessions(get_db(), g.staff)
+    staff.end_sessions(get_db(), g.staff)
     session.clear()
     return redirect(url_for("console.login"))
 
@@ -213,24 +229,24 @@ def overview() -> str:
     """Messages per day, most-asked topics, how well the bot understood, new subscribers."""
     database = get_db()
     since = _local_midnight(OVERVIEW_DAYS - 1)
-    per_day = {r["day"]: r["n"] for r in db.messages_per_day(database, since)}
+    per_day = {r["day"]: r["n"] for r in staff.messages_per_day(database, since)}
     days = [(_local_day(since + i * 86400), per_day.get(_local_day(since + i * 86400), 0))
             for i in range(OVERVIEW_DAYS)]
-    bands = db.band_counts(database, since)
+    bands = staff.band_counts(database, since)
     asked = sum(bands.values())
     shares = [(label, bands.get(band, 0), round(100 * bands.get(band, 0) / asked) if asked else 0)
               for band, label in (("answer", "直接答复"), ("suggest", "您是不是想问"),
                                   ("unknown", "没听懂"))]
-    topics = [(_topic_title(r["topic"]), r["n"]) for r in db.top_topics(database, since)]
+    topics = [(_topic_title(r["topic"]), r["n"]) for r in staff.top_topics(database, since)]
     return render_template(
         "console/overview.html", days=days, max_day=max([n for _, n in days] + [1]),
         shares=shares, asked=asked, topics=topics,
-        new_subscribers=db.new_subscribers(database, since),
-        new_subscribers_week=db.new_subscribers(database, _local_midnight(6)),
-        open_unanswered=len(db.open_unanswered(database)),
-        open_handoffs=len(db.open_handoffs(database)), period=OVERVIEW_DAYS,
-        applications_total=sum(c["n"] for c in db.application_counts(database, "type")),
-        application_counts=[(title, db.application_counts(database, column)) for column, title in
+        new_subscribers=staff.new_subscribers(database, since),
+        new_subscribers_week=staff.new_subscribers(database, _local_midnight(6)),
+        open_unanswered=len(messages.open_unanswered(database)),
+        open_handoffs=len(staff.open_handoffs(database)), period=OVERVIEW_DAYS,
+        applications_total=sum(c["n"] for c in staff.application_counts(database, "type")),
+        application_counts=[(title, staff.application_counts(database, column)) for column, title in
                             (("status", "按状态"), ("course_name", "按课程"), ("township", "按乡镇"))])
 
 
@@ -270,7 +286,7 @@ def group_similar(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], st
 @bp.get("/unanswered")
 def unanswered() -> str:
     """Open questions the bot did not understand, grouped by similarity (repeats folded)."""
-    rows = db.open_unanswered(get_db())
+    rows = messages.open_unanswered(get_db())
     topics = sorted(runtime().library.kb.topics.values(), key=lambda t: t.id)
     groups = [_fold_repeats(group) for group in group_similar(rows, lambda r: r["question"])]
     return render_template("console/unanswered.html", groups=groups, topics=topics,
@@ -291,7 +307,7 @@ def _fold_repeats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def unanswered_out_of_scope() -> Response:
     """Take questions off the list as outside what the bot should answer."""
     ids = [int(i) for i in request.form.getlist("id") if i.isdigit()]
-    closed = db.close_unanswered(get_db(), ids, "out_of_scope")
+    closed = messages.close_unanswered(get_db(), ids, "out_of_scope")
     record("标记超出范围", f"{closed} 条未答问题（id {', '.join(map(str, ids))}）")
     flash(f"已将 {closed} 条问题标为超出范围。")
     return redirect(url_for("console.unanswered"))
@@ -304,8 +320,8 @@ def unanswered_out_of_scope() -> Response:
 def conversations() -> str:
     """Who asked for a person, and the latest conversations."""
     database = get_db()
-    return render_template("console/conversations.html", handoffs=db.open_handoffs(database),
-                           conversations=db.recent_conversations(database))
+    return render_template("console/conversations.html", handoffs=staff.open_handoffs(database),
+                           conversations=staff.recent_conversations(database))
 
 
 @bp.get("/conversations/find")
@@ -321,9 +337,9 @@ def find_conversation() -> Response:
 def conversation(openid: str) -> str:
     """One subscriber's recent messages, with a reply box."""
     database = get_db()
-    messages = list(reversed(db.recent_messages(database, openid, 100)))
-    waiting = [h for h in db.open_handoffs(database) if h["openid"] == openid]
-    return render_template("console/conversation.html", openid=openid, messages=messages,
+    history = list(reversed(messages.recent_messages(database, openid, 100)))
+    waiting = [h for h in staff.open_handoffs(database) if h["openid"] == openid]
+    return render_template("console/conversation.html", openid=openid, messages=history,
                            handoff=waiting[0] if waiting else None)
 
 
@@ -338,9 +354,9 @@ def reply(openid: str) -> Response:
         flash("回复太长了，请控制在 600 字以内。")
         return redirect(url_for("console.conversation", openid=openid))
     database = get_db()
-    db.enqueue_message(database, openid, text, "staff-reply")
+    push.enqueue_message(database, openid, text, "staff-reply")
     runtime().deliver_pending()
-    db.close_handoff(database, openid, g.staff)
+    staff.close_handoff(database, openid, g.staff)
     record("回复用户", f"{openid}: {text[:100]}")
     flash("回复已发出。")
     return redirect(url_for("console.conversation", openid=openid))
@@ -349,7 +365,7 @@ def reply(openid: str) -> Response:
 @bp.post("/conversations/<openid>/close")
 def close_handoff(openid: str) -> Response:
     """Mark a hand-off done without replying (e.g. handled by phone)."""
-    db.close_handoff(get_db(), openid, g.staff)
+    staff.close_handoff(get_db(), openid, g.staff)
     record("结束转人工", openid)
     return redirect(url_for("console.conversations"))
 
@@ -357,7 +373,7 @@ def close_handoff(openid: str) -> Response:
 @bp.get("/api/handoffs")
 def api_handoffs() -> Response:
     """How many users wait for a person (the nav badge polls this)."""
-    return jsonify(open=len(db.open_handoffs(get_db())))
+    return jsonify(open=len(staff.open_handoffs(get_db())))
 
 
 # --- audit log ------------------------------------------------------------------------
@@ -367,7 +383,7 @@ def api_handoffs() -> Response:
 def audit_log() -> str:
     """Every staff action, newest first."""
     page = max(1, request.args.get("page", 1, type=int))
-    entries = db.audit_entries(get_db(), 100, (page - 1) * 100)
+    entries = staff.audit_entries(get_db(), 100, (page - 1) * 100)
     return render_template("console/audit.html", entries=entries, page=page)
 
 
@@ -494,7 +510,7 @@ def add_example() -> Response:
     library = runtime().library
     database = get_db()
     ids = [int(i) for i in request.form.getlist("id") if i.isdigit()]
-    row = db.get_unanswered(database, ids[0]) if ids else None
+    row = messages.get_unanswered(database, ids[0]) if ids else None
     topic_id = request.form.get("topic", "")
     if row is None or topic_id not in library.kb.topics:
         flash("请先选择要加入的话题。" if row else "问题不存在，请刷新页面。")
@@ -506,7 +522,7 @@ def add_example() -> Response:
         flash("没有加入：" + "；".join(exc.problems))
         return redirect(url_for("console.unanswered"))
     library.reload()
-    db.close_unanswered(database, ids, "added")
+    messages.close_unanswered(database, ids, "added")
     record("加为例句", f"{topic_id}: {row['question']}")
     flash(f"已把“{row['question']}”加为“{library.kb.topics[topic_id].title}”的例句，立即生效。")
     for warning in warnings:
@@ -552,7 +568,7 @@ def announcements() -> str:
     """Compose form, fallback-channel quota and the latest announcements with their progress."""
     database = get_db()
     rows = []
-    for a in db.announcements_with_jobs(database, 20):
+    for a in push.announcements_with_jobs(database, 20):
         rows.append((a, outbox.job_progress(database, a["job_id"]) if a["job_id"] else None))
     settings = runtime().settings
     return render_template("console/announcements.html", rows=rows, form={},
@@ -610,7 +626,7 @@ def send_announcement() -> Response | tuple[str, int]:
 
 
 def _job(announcement_id: int) -> int:
-    job_id = db.push_job_for(get_db(), announcement_id)
+    job_id = push.push_job_for(get_db(), announcement_id)
     if job_id is None:
         abort(404)
     return job_id
@@ -688,12 +704,12 @@ def applications() -> str:
     """Applications filtered by type, course, status, township and date, or searched by name or number."""
     f = _application_filters()
     page = max(1, request.args.get("page", 1, type=int))
-    rows = db.list_applications(
+    rows = application_store.list_applications(
         get_db(), type_=f["type"] or None, course_id=f["course"] or None, status=f["status"] or None,
         township=f["township"] or None, since=_day_start(f["since"]), until=_day_start(f["until"], 1),
         search=f["q"][:40] or None, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
     return render_template("console/applications.html", rows=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE,
-                           page=page, f=f, types=db.APPLICATION_TYPES, statuses=db.STATUSES,
+                           page=page, f=f, types=labels.APPLICATION_TYPES, statuses=application_store.STATUSES,
                            settings=runtime().settings)
 
 
@@ -719,11 +735,11 @@ def export_applications() -> Response:
 @bp.get("/applications/<ref>")
 def application(ref: str) -> str:
     """One application with masked numbers, its status history and the status form."""
-    row = db.get_application(get_db(), ref)
+    row = application_store.get_application(get_db(), ref)
     if row is None:
         abort(404)
-    return render_template("console/application.html", a=row, types=db.APPLICATION_TYPES,
-                           stages=db.STAGES, statuses=db.STATUSES)
+    return render_template("console/application.html", a=row, types=labels.APPLICATION_TYPES,
+                           stages=labels.STAGES, statuses=application_store.STATUSES)
 
 
 @bp.post("/applications/<ref>/status")
@@ -732,15 +748,15 @@ def change_application_status(ref: str) -> Response:
     status = request.form.get("status", "")
     note = request.form.get("note", "").strip()[:300]
     database = get_db()
-    if status not in db.STATUSES:
+    if status not in application_store.STATUSES:
         flash("请选择新的状态。")
         return redirect(url_for("console.application", ref=ref))
-    openid = db.change_status(database, ref, status, note, g.staff)
+    openid = application_store.change_status(database, ref, status, note, g.staff)
     if openid is None:
         abort(404)
-    row = db.get_application(database, ref)
+    row = application_store.get_application(database, ref)
     text = render_template("console/status_notice.txt", a=row,
-                           kind=db.APPLICATION_TYPES.get(row["type"], "申请"))
+                           kind=labels.APPLICATION_TYPES.get(row["type"], "申请"))
     outbox.notify(database, openid, text.strip())
     runtime().deliver_pending()
     record("更改申请状态", f"{ref} → {status}" + (f"：{note}" if note else ""))

@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from bot import db as storage
 from bot.privacy import Vault
 from bot.router import Context
+from bot.storage import user_state
 
 logger = logging.getLogger(__name__)
 
@@ -198,20 +198,20 @@ def is_resumable(dialogue: Dialogue, now: float, resume_seconds: float) -> bool:
 def load_all(database: Database, vault: Vault, openid: str) -> list[Dialogue]:
     """The user's dialogues (at most one per form), most recently touched first."""
     dialogues = []
-    for row in storage.load_dialogues(database, openid):
+    for row in user_state.load_dialogues(database, openid):
         try:
             dialogues.append(_from_row(row, vault))
         except ValueError:
             # Encrypted under another key (the key was replaced): unusable, so start afresh
             # rather than failing every message this user sends.
             logger.warning("dropped a %s dialogue that cannot be decrypted", row["form"])
-            storage.delete_dialogue(database, row["openid"], row["form"])
+            user_state.delete_dialogue(database, row["openid"], row["form"])
     return dialogues
 
 
 def set_status(database: Database, dialogue: Dialogue, status: str, at: float) -> None:
     """Pause or expire a stored dialogue, stamping it as touched at `at`; answers unchanged."""
-    storage.set_dialogue_status(database, dialogue.openid, dialogue.form, status, at)
+    user_state.set_dialogue_status(database, dialogue.openid, dialogue.form, status, at)
     dialogue.status, dialogue.updated_at = status, at
     if dialogue.stored is not None:
         dialogue.stored = replace(dialogue.stored, status=status, updated_at=at)
@@ -230,7 +230,7 @@ def save(database: Database, vault: Vault, dialogue: Dialogue, now: float) -> No
         return
     dialogue.updated_at = now
     ciphertext = before.ciphertext if same else vault.encrypt(plain)
-    storage.save_dialogue(database, {
+    user_state.save_dialogue(database, {
         "openid": dialogue.openid, "form": dialogue.form, "step": dialogue.step,
         "status": dialogue.status, "attempts": dialogue.attempts, "data": ciphertext,
         "started_at": dialogue.started_at, "updated_at": now,
@@ -241,7 +241,7 @@ def save(database: Database, vault: Vault, dialogue: Dialogue, now: float) -> No
 
 def drop(database: Database, dialogue: Dialogue) -> None:
     """Forget the dialogue (finished, cancelled or too old)."""
-    storage.delete_dialogue(database, dialogue.openid, dialogue.form)
+    user_state.delete_dialogue(database, dialogue.openid, dialogue.form)
     dialogue.status = DROPPED
 
 

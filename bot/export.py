@@ -9,8 +9,9 @@ from typing import Any
 from openpyxl import Workbook
 from sqlite_utils import Database
 
-from bot import db
+from bot import clock, labels
 from bot.privacy import Vault
+from bot.storage import applications
 
 # The columns staff get, as headed in the file.
 COLUMNS = ("编号", "类型", "状态", "姓名", "手机号", "身份证号", "乡镇", "村/社区", "培训课程",
@@ -21,7 +22,7 @@ COLUMNS = ("编号", "类型", "状态", "姓名", "手机号", "身份证号", 
 def application_rows(database: Database, vault: Vault, type_: str | None = None,
                      status: str | None = None) -> list[list[Any]]:
     """One list of values per application (COLUMNS order), numbers decrypted, oldest first."""
-    rows = db.list_applications(database, type_=type_, status=status)
+    rows = applications.list_applications(database, type_=type_, status=status)
     return [_values(row, vault) for row in reversed(rows)]
 
 
@@ -56,15 +57,15 @@ def export_applications(database: Database, vault: Vault, out: Path, fmt: str,
 def _values(row: dict[str, Any], vault: Vault) -> list[Any]:
     returning = row["returning_worker"]
     return [
-        row["ref"], db.APPLICATION_TYPES.get(row["type"], row["type"]), row["status"], row["name"],
+        row["ref"], labels.APPLICATION_TYPES.get(row["type"], row["type"]), row["status"], row["name"],
         vault.decrypt(row["phone_enc"]) if row["phone_enc"] else "",
         vault.decrypt(row["id_enc"]) if row["id_enc"] else "",
         row["township"], row["village"], row["course_name"], row["amount_yuan"], row["purpose"],
-        row["industry"], db.STAGES.get(row["stage"], row["stage"]),
+        row["industry"], labels.STAGES.get(row["stage"], row["stage"]),
         None if returning is None else ("是" if returning else "否"), row["waitlist_position"],
         row["staff_note"], _time(row["created_at"]), _time(row["updated_at"]),
     ]
 
 
 def _time(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts, db.CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+    return datetime.fromtimestamp(ts, clock.CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S") if ts else ""

@@ -45,8 +45,8 @@ import requests
 from sqlite_utils import Database
 from wechatpy.exceptions import WeChatClientException
 
-from bot import db
 from bot.settings import PushSettings, Settings
+from bot.storage import applications, engine, messages, migrations, push
 from bot.wechat import SQLiteSessionStorage, WeChatApi
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class PushSender:
     """
 
     def __init__(self, settings: Settings):
-        db.migrate(settings.storage.database)
+        migrations.migrate(settings.storage.database)
         self.settings = settings
         self._local = threading.local()
         wx = settings.wechat
@@ -88,7 +88,7 @@ class PushSender:
 
     def open_db(self) -> Database:
         """A new connection; the caller closes it."""
-        return db.connect(self.settings.storage.database)
+        return engine.connect(self.settings.storage.database)
 
     def _connect(self) -> Database:
         # The token storage is used from every sender thread: one connection per thread.
@@ -121,12 +121,12 @@ def audience_openids(database: Database, audience: str) -> list[str]:
     known only from applications) who neither withdrew nor unsubscribed."""
     a = parse_audience(audience)
     if a.kind == "all":
-        return db.subscribed_openids(database)
+        return messages.subscribed_openids(database)
     if a.kind == "township":
-        return db.applicant_openids(database, township=a.value)
+        return applications.applicant_openids(database, township=a.value)
     if a.kind == "course":
-        return db.applicant_openids(database, type_="training", course_id=a.value)
-    return db.applicant_openids(database, type_="loan")
+        return applications.applicant_openids(database, type_="training", course_id=a.value)
+    return applications.applicant_openids(database, type_="loan")
 
 
 def message_text(text: str, url: str | None) -> str:
@@ -144,28 +144,28 @@ def create_announcement(database: Database, text: str, url: str | None, audience
         raise ValueError("announcement text is empty")
     canonical = parse_audience(audience)
     key = canonical.kind + (f":{canonical.value}" if canonical.value else "")
-    return db.add_announcement(database, text.strip(), (url or "").strip(), key, created_by)
+    return push.add_announcement(database, text.strip(), (url or "").strip(), key, created_by)
 
 
 def start_job(database: Database, announcement_id: int) -> int:
     """The announcement's push job, created with a snapshot of its audience; returns the job id."""
-    existing = db.push_job_for(database, announcement_id)
+    existing = push.push_job_for(database, announcement_id)
     if existing is not None:
         return existing
-    announcement = db.get_announcement(database, announcement_id)
+    announcement = push.get_announcement(database, announcement_id)
     if announcement is None:
         raise ValueError(f"no announcement {announcement_id}")
-    return db.create_push_job(database, announcement_id,
+    return push.create_push_job(database, announcement_id,
                               audience_openids(database, announcement["audience"]))
 
 
 def job_progress(database: Database, job_id: int) -> dict[str, Any]:
     """total, delivered, failed, pending (incl. in flight), unknown, cancelled, status,
     by_channel, and error (why the job could not send at all, else '')."""
-    job = db.get_push_job(database, job_id)
+    job = push.get_push_job(database, job_id)
     if job is None:
         raise ValueError(f"no push job {job_id}")
-    counts = db.push_counts(database, job_id)
+    counts = push.push_counts(database, job_id)
     by_status = counts["by_status"]
     return {
         "job_id": job_id, "announcement_id": job["announcement_id"], "status": job["status"],
@@ -185,7 +185,7 @@ def job_progress(database: Database, job_id: int) -> dict[str, Any]:
 def job_recipients(database: Database, job_id: int, status: str | None = None,
                    limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     """Per-recipient rows: openid, status, channel, errcode, error, attempts, updated_at."""
-    return db.push_recipient_rows(database, job_id, status, limit, offset)
+    return push.push_recipient_rows(database, job_id, status, limit, offset)
 
 
 def retry_failed(database: Database, job_id: int, include_unknown: bool = False) -> int:
@@ -195,18 +195,18 @@ def retry_failed(database: Database, job_id: int, include_unknown: bool = False)
     get the announcement twice, so only staff decide that. Run the job afterwards.
     """
     statuses = ("failed", "unknown") if include_unknown else ("failed",)
-    return db.reset_push_recipients(database, job_id, statuses, keep_errcodes=(UNSUBSCRIBED,))
+    return push.reset_push_recipients(database, job_id, statuses, keep_errcodes=(UNSUBSCRIBED,))
 
 
 def cancel_job(database: Database, job_id: int) -> bool:
     """Stop a job; recipients not yet reached are marked cancelled. False if it had finished."""
-    return db.cancel_push_job(database, job_id)
+    return push.cancel_push_job(database, job_id)
 
 
 def list_recent_announcements(database: Database, limit: int = 5,
                               openid: str | None = None) -> list[dict[str, Any]]:
     """Newest announcements (id, text, url, audience, created_at); with openid, those for that user."""
-    return db.recent_announcements(database, limit, openid)
+    return push.recent_announcements(database, limit, openid)
 
 
 def notify(database: Database, openid: str, text: str) -> int:
@@ -215,20 +215,20 @@ def notify(database: Database, openid: str, text: str) -> int:
     The web app's runtime.deliver_pending() sends it (or, in demo mode, puts it in the
     simulator inbox); call it right after to send at once.
     """
-    return db.enqueue_message(database, openid, text, "notice")
+    return push.enqueue_message(database, openid, text, "notice")
 
 
 def quota_day(at: float | None = None) -> str:
     """The quota day (China time) of a moment."""
-    return datetime.fromtimestamp(db.now() if at is None else at, CHINA).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(engine.now() if at is None else at, CHINA).strftime("%Y-%m-%d")
 
 
-def quota_status(database: Database, push: PushSettings, at: float | None = None) -> dict[str, Any]:
+def quota_status(database: Database, settings: PushSettings, at: float | None = None) -> dict[str, Any]:
     """Fallback-channel messages used and remaining today: day, used, limit, remaining."""
     day = quota_day(at)
-    used = db.quota_used(database, day)
-    return {"day": day, "used": used, "limit": push.daily_quota,
-            "remaining": max(push.daily_quota - used, 0)}
+    used = push.quota_used(database, day)
+    return {"day": day, "used": used, "limit": settings.daily_quota,
+            "remaining": max(settings.daily_quota - used, 0)}
 
 
 def _next_quota_day_start(at: float) -> float:
@@ -256,7 +256,7 @@ def resume_jobs(sender: Sender, **options: Any) -> list[int]:
     """Run every unfinished job whose runner is gone (after a crash or restart); returns their ids."""
     database = sender.open_db()
     try:
-        jobs = [j["id"] for j in db.unfinished_push_jobs(database)]
+        jobs = [j["id"] for j in push.unfinished_push_jobs(database)]
     finally:
         database.close()
     ran = []
@@ -278,14 +278,14 @@ def run_job(sender: Sender, job_id: int, *, senders: int = 4, backoff: float = 2
     database = sender.open_db()
     runner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
     try:
-        if not db.claim_push_job(database, job_id, runner, lease_seconds, _runner_gone):
+        if not push.claim_push_job(database, job_id, runner, lease_seconds, _runner_gone):
             return {**job_progress(database, job_id), "ran": False}
         try:
             if _api_ready(sender, database, job_id):
                 _JobRun(sender, database, job_id, runner, senders, backoff, lease_seconds,
                         stop or threading.Event()).run(max_wait)
         finally:
-            db.release_push_job(database, job_id, runner)
+            push.release_push_job(database, job_id, runner)
         progress = job_progress(database, job_id)
         logger.info("push job %s %s: %s delivered, %s failed, %s unknown, %s pending", job_id,
                     progress["status"], progress["delivered"], progress["failed"],
@@ -301,12 +301,12 @@ def _api_ready(sender: Sender, database: Database, job_id: int) -> bool:
         try:
             sender.api.access_token
         except WeChatClientException as exc:
-            db.set_push_job_error(database, job_id, f"access token: errcode {exc.errcode} {exc.errmsg or ''}")
+            push.set_push_job_error(database, job_id, f"access token: errcode {exc.errcode} {exc.errmsg or ''}")
             return False
         except requests.RequestException as exc:
-            db.set_push_job_error(database, job_id, f"access token: {type(exc).__name__}")
+            push.set_push_job_error(database, job_id, f"access token: {type(exc).__name__}")
             return False
-    db.set_push_job_error(database, job_id, "")
+    push.set_push_job_error(database, job_id, "")
     return True
 
 
@@ -367,7 +367,7 @@ class _JobRun:
         self.backoff = backoff
         self.lease_seconds = lease_seconds
         self.stop = stop
-        job = db.get_push_job(database, job_id)
+        job = push.get_push_job(database, job_id)
         self.text = message_text(job["text"], job["url"])
         self.plain = job["text"]
         self.url = job["url"]
@@ -382,20 +382,20 @@ class _JobRun:
         try:
             with ThreadPoolExecutor(self.senders, thread_name_prefix=f"push-{self.job_id}") as pool:
                 while not self.stop.is_set():
-                    if not db.renew_push_job(self.database, self.job_id, self.runner, self.lease_seconds):
+                    if not push.renew_push_job(self.database, self.job_id, self.runner, self.lease_seconds):
                         return  # cancelled, or taken over after our lease ran out
-                    rows = db.due_recipients(self.database, self.job_id, chunk)
+                    rows = push.due_recipients(self.database, self.job_id, chunk)
                     if rows:
                         list(pool.map(self._send_one, rows))
                         continue
-                    mass = db.queued_for_mass(self.database, self.job_id)
+                    mass = push.queued_for_mass(self.database, self.job_id)
                     if mass:
                         self._send_mass(mass)
                         continue
-                    due = db.next_push_due(self.database, self.job_id)
-                    if due is None or due - db.now() > max_wait:
+                    due = push.next_push_due(self.database, self.job_id)
+                    if due is None or due - engine.now() > max_wait:
                         return
-                    self.stop.wait(min(max(due - db.now(), 0.01), 1.0))
+                    self.stop.wait(min(max(due - engine.now(), 0.01), 1.0))
         finally:
             for connection in self._connections:
                 connection.close()
@@ -414,49 +414,49 @@ class _JobRun:
         database = self._db()
         openid = row["openid"]
         if row["subscribed"] == 0:
-            db.finish_push(database, row["id"], "failed", errcode=UNSUBSCRIBED, error="unsubscribed",
+            push.finish_push(database, row["id"], "failed", errcode=UNSUBSCRIBED, error="unsubscribed",
                            expect="pending")
             return
         if self.api is None:
-            db.deliver_push_to_inbox(database, row["id"], openid, self.text)
+            push.deliver_push_to_inbox(database, row["id"], openid, self.text)
             return
         seen = row["last_seen_at"]
-        in_window = seen is not None and db.now() - seen < WINDOW_SECONDS
+        in_window = seen is not None and engine.now() - seen < WINDOW_SECONDS
         expect = "pending"
         if row["channel"] in (None, "custom") and in_window:
-            if db.mark_push_sending(database, row["id"], "custom") != "ok":
+            if push.mark_push_sending(database, row["id"], "custom") != "ok":
                 return  # another runner took it over
             failure = self._call(lambda: self.api.send_text(openid, self.text))
             if failure is None:
-                db.finish_push(database, row["id"], "delivered")
+                push.finish_push(database, row["id"], "delivered")
                 return
             if failure.errcode != OUT_OF_WINDOW:
                 self._settle(database, row, failure)
                 return
             expect = "sending"  # still ours: carry on with the fallback channel
         if self.push.fallback_channel == "mass":
-            db.finish_push(database, row["id"], "pending", channel="mass", expect=expect)
+            push.finish_push(database, row["id"], "pending", channel="mass", expect=expect)
             return
         self._send_template(database, row, expect)
 
     def _send_template(self, database: Database, row: dict[str, Any], expect: str) -> None:
         if not self.push.template_id:
-            db.finish_push(database, row["id"], "failed", channel="template", errcode=-1,
+            push.finish_push(database, row["id"], "failed", channel="template", errcode=-1,
                            error="[push] template_id is not configured", expect=expect)
             return
         day = quota_day()
-        claim = db.mark_push_sending(database, row["id"], "template", (day, self.push.daily_quota), expect)
+        claim = push.mark_push_sending(database, row["id"], "template", (day, self.push.daily_quota), expect)
         if claim == "taken":
             return
         if claim == "quota":
-            db.finish_push(database, row["id"], "pending", channel="template", errcode=None,
-                           error="daily quota used up", retry_at=_next_quota_day_start(db.now()),
+            push.finish_push(database, row["id"], "pending", channel="template", errcode=None,
+                           error="daily quota used up", retry_at=_next_quota_day_start(engine.now()),
                            expect=expect)
             return
         failure = self._call(lambda: self.api.send_template(
             row["openid"], self.push.template_id, {"content": {"value": self.plain}}, self.url))
         if failure is None:
-            db.finish_push(database, row["id"], "delivered")
+            push.finish_push(database, row["id"], "delivered")
         else:
             self._settle(database, row, failure, refund_day=None if failure.uncertain else day)
 
@@ -482,24 +482,24 @@ class _JobRun:
                 refund_day: str | None = None) -> None:
         attempts = row["attempts"] + 1
         if failure.uncertain:
-            db.finish_push(database, row["id"], "unknown", errcode=failure.errcode, error=failure.error)
+            push.finish_push(database, row["id"], "unknown", errcode=failure.errcode, error=failure.error)
             return
         if failure.errcode == UNSUBSCRIBED:
-            db.mark_unsubscribed(database, row["openid"])
+            messages.mark_unsubscribed(database, row["openid"])
         retry = failure.retry or failure.errcode in LIMIT_ERRORS
         if retry and attempts < MAX_ATTEMPTS:
             logger.warning("push job %s: errcode %s, retrying a recipient later",
                            self.job_id, failure.errcode)
-            db.finish_push(database, row["id"], "pending", errcode=failure.errcode,
+            push.finish_push(database, row["id"], "pending", errcode=failure.errcode,
                            error=failure.error, retry_at=self._retry_at(attempts),
                            refund_day=refund_day)
             return
-        db.finish_push(database, row["id"], "failed", errcode=failure.errcode, error=failure.error,
+        push.finish_push(database, row["id"], "failed", errcode=failure.errcode, error=failure.error,
                        refund_day=refund_day)
 
     def _retry_at(self, attempts: int) -> float:
         """Exponential back-off after a limit or a busy answer, at most 10 minutes."""
-        return db.now() + min(self.backoff * 2 ** (attempts - 1), 600.0)
+        return engine.now() + min(self.backoff * 2 ** (attempts - 1), 600.0)
 
     # --- mass batches -----------------------------------------------------------------
 
@@ -514,12 +514,12 @@ class _JobRun:
         if not fresh:
             return
         batch = f"cyt{self.job_id}-{uuid.uuid4().hex[:10]}"
-        fit = set(db.start_mass_batch(self.database, self.job_id, [r["id"] for r in fresh], batch,
+        fit = set(push.start_mass_batch(self.database, self.job_id, [r["id"] for r in fresh], batch,
                                       (quota_day(), self.push.daily_quota)))
         for r in fresh:
             if r["id"] not in fit:
-                db.finish_push(self.database, r["id"], "pending", error="daily quota used up",
-                               retry_at=_next_quota_day_start(db.now()), expect="pending")
+                push.finish_push(self.database, r["id"], "pending", error="daily quota used up",
+                               retry_at=_next_quota_day_start(engine.now()), expect="pending")
         if fit:
             self._drop_old_tags(keep=batch)
             members = [r for r in fresh if r["id"] in fit]
@@ -534,26 +534,26 @@ class _JobRun:
         except WeChatClientException as exc:
             code = int(exc.errcode) if exc.errcode is not None else -1
             if code == MASS_DUPLICATE:  # this batch went out before an interruption
-                db.finish_mass_batch(self.database, self.job_id, batch, "delivered")
+                push.finish_mass_batch(self.database, self.job_id, batch, "delivered")
             elif (code in LIMIT_ERRORS or code == SYSTEM_BUSY) and attempts < MAX_ATTEMPTS:
-                db.finish_mass_batch(self.database, self.job_id, batch, "pending", code,
+                push.finish_mass_batch(self.database, self.job_id, batch, "pending", code,
                                      str(exc.errmsg or ""), retry_at=self._retry_at(attempts))
             else:
-                db.finish_mass_batch(self.database, self.job_id, batch, "failed", code,
+                push.finish_mass_batch(self.database, self.job_id, batch, "failed", code,
                                      str(exc.errmsg or ""))
             return
         except requests.RequestException as exc:
             # Safe to repeat: the clientmsgid stops WeChat sending a batch twice.
             status = "pending" if attempts < MAX_ATTEMPTS else "failed"
-            db.finish_mass_batch(self.database, self.job_id, batch, status, -1,
+            push.finish_mass_batch(self.database, self.job_id, batch, status, -1,
                                  type(exc).__name__, retry_at=self._retry_at(attempts))
             return
-        db.finish_mass_batch(self.database, self.job_id, batch, "delivered")
+        push.finish_mass_batch(self.database, self.job_id, batch, "delivered")
 
     def _drop_old_tags(self, keep: str) -> None:
         """Delete our finished batches' tags: an account may hold at most 100."""
         for tag in self.api.tags():
             name = str(tag.get("name", ""))
-            if name.startswith("cyt") and name != keep and not db.mass_batch_open(self.database, name):
+            if name.startswith("cyt") and name != keep and not push.mass_batch_open(self.database, name):
                 self.api.delete_tag(int(tag["id"]))
 

@@ -8,21 +8,21 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from collections.abc import Callable
 
 from sqlite_utils import Database
 from wechatpy.exceptions import WeChatClientException
 
-from bot import db as storage
 from bot.claims import Claims
 from bot.library import Library
 from bot.matcher import Match
 from bot.privacy import Vault, load_or_create_key, mask_text
 from bot.router import Context, Inbound, Reply, Router
 from bot.settings import Settings
+from bot.storage import engine, messages, migrations, push
 from bot.wechat import Crypto, SQLiteSessionStorage, WeChatApi
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class Runtime:
         self.clock: Callable[[], float] = time.time
         # The bot's words for a match without a conversation (/api/ask, `run.py ask`).
         self.describe_match = describe_match
-        storage.migrate(settings.storage.database)
+        migrations.migrate(settings.storage.database)
         key = load_or_create_key(settings.storage.encryption_key, settings.data_dir / "secret.key")
         self.vault = Vault(key)
         wx = settings.wechat
@@ -88,7 +88,7 @@ class Runtime:
 
     def open_db(self) -> Database:
         """A new connection; the caller closes it."""
-        return storage.connect(self.settings.storage.database,
+        return engine.connect(self.settings.storage.database,
                                autocheckpoint=not self._checkpoints_in_background)
 
     def context(self, database: Database) -> Context:
@@ -111,7 +111,7 @@ class Runtime:
             # Another thread or process is answering it and will reply, or send the
             # answer later through the customer-service API.
             return Reply.empty()
-        job = _Job(received_at=storage.now())
+        job = _Job(received_at=engine.now())
         try:
             future = self._executor.submit(self._handle, inbound, job)  # releases the claim
         except BaseException:
@@ -143,7 +143,7 @@ class Runtime:
     def _earlier_reply(self, key: str) -> Reply:
         """A resend of a message answered before: the reply it got in time, else "success"
         (the late answer went out through the customer-service API)."""
-        seen = storage.find_message(self.connect(), key)
+        seen = messages.find_message(self.connect(), key)
         if seen is not None and seen.state == "replied" and seen.reply_kind == "text" and seen.reply:
             return Reply(text=seen.reply)
         return Reply.empty()
@@ -152,7 +152,7 @@ class Runtime:
         database = self.connect()
         # One commit for everything the message changes, its log record included. If it
         # fails, nothing is recorded and WeChat's resend is answered afresh.
-        with storage.transaction(database):
+        with engine.transaction(database):
             reply = self.router.dispatch(inbound, self.context(database))
             with job.lock:
                 job.finished = True
@@ -160,7 +160,7 @@ class Runtime:
             if not (inbound.kind == "event" and inbound.event == "unsubscribe"):
                 self._touch(database, inbound.openid)
             try:
-                storage.record_message(
+                messages.record_message(
                     database, inbound.dedupe_key, inbound.openid, inbound.msg_id,
                     inbound.msg_type, mask_text(inbound.content), job.received_at,
                     mask_text(reply.text), reply.kind, reply.topic, reply.band,
@@ -171,19 +171,19 @@ class Runtime:
                 raise _AlreadyAnswered from None
             late = deferred and reply.kind == "text" and bool(reply.text)
             if late:
-                storage.enqueue_message(database, inbound.openid, reply.text, "late-reply")
+                push.enqueue_message(database, inbound.openid, reply.text, "late-reply")
         if late:
             self.deliver_pending()
         return reply
 
     def _touch(self, database: Database, openid: str) -> None:
         """Note the user's activity, asking storage at most once a minute per user."""
-        now = storage.now()
-        if now - self._last_seen.get(openid, 0.0) < storage.LAST_SEEN_PRECISION:
+        now = engine.now()
+        if now - self._last_seen.get(openid, 0.0) < messages.LAST_SEEN_PRECISION:
             return
         if len(self._last_seen) >= _LAST_SEEN_MEMORY:
             self._last_seen.clear()  # a burst of new users: start remembering afresh
-        self._last_seen[openid] = storage.touch_subscriber(database, openid)
+        self._last_seen[openid] = messages.touch_subscriber(database, openid)
 
     # --- outbound ------------------------------------------------------------------
 
@@ -204,7 +204,7 @@ class Runtime:
             threading.Thread(target=loop, name=name, daemon=True).start()
 
         self._checkpoints_in_background = True
-        every(checkpoint_interval, lambda: storage.checkpoint(self.connect()), "wal-checkpointer")
+        every(checkpoint_interval, lambda: engine.checkpoint(self.connect()), "wal-checkpointer")
         every(notice_interval, self.deliver_pending, "outbox-courier")
         every(job_interval, lambda: outbox.resume_jobs(self), "push-resumer")
 
@@ -212,10 +212,10 @@ class Runtime:
         """Send due outbox messages (to the simulator inbox in demo mode); returns how many."""
         database = self.connect()
         sent = 0
-        for row in storage.claim_outbox(database, limit):
+        for row in push.claim_outbox(database, limit):
             if self.api is None:
-                storage.add_to_inbox(database, row["openid"], row["text"])
-                storage.finish_outbox(database, row["id"])
+                push.add_to_inbox(database, row["openid"], row["text"])
+                push.finish_outbox(database, row["id"])
                 sent += 1
                 continue
             try:
@@ -223,10 +223,10 @@ class Runtime:
             except WeChatClientException as exc:
                 code = int(exc.errcode or -1)
                 logger.warning("customer-service send failed: errcode %s", code)
-                storage.finish_outbox(database, row["id"], code, str(exc.errmsg or ""),
+                push.finish_outbox(database, row["id"], code, str(exc.errmsg or ""),
                                       retry_in=None if code in _FINAL_ERRORS else 30.0)
                 continue
-            storage.finish_outbox(database, row["id"])
+            push.finish_outbox(database, row["id"])
             sent += 1
         return sent
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from bot import db, get_db, runtime
+from bot import get_db, runtime
 from bot.phone import Phone
+from bot.storage import push
 
 bp = Blueprint("simulator", __name__, url_prefix="/simulator")
 
@@ -52,4 +53,4 @@ def inbox() -> Response:
     openid = request.args.get("openid", "")
     after = request.args.get("after", 0, type=int)
     runtime().deliver_pending()
-    return jsonify(messages=db.inbox_since(get_db(), openid, after))
+    return jsonify(messages=push.inbox_since(get_db(), openid, after))

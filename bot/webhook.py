@@ -4,11 +4,11 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, abort, request
-from werkzeug.datastructures import MultiDict
 from wechatpy.exceptions import InvalidSignatureException
+from werkzeug.datastructures import MultiDict
 
-from bot import wechat
 from bot import runtime as current_runtime
+from bot import wechat
 from bot.runtime import Runtime
 
 bp = Blueprint("webhook", __name__)

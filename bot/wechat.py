@@ -14,6 +14,7 @@ import uuid
 from typing import Any, Callable
 from xml.parsers import expat
 
+from sqlite_utils import Database
 from wechatpy import WeChatClient
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException, WeChatClientException
@@ -21,9 +22,9 @@ from wechatpy.replies import EmptyReply, TextReply
 from wechatpy.session import SessionStorage
 from wechatpy.utils import check_signature as _check_signature
 
-from bot import db
 from bot.router import Inbound, Reply
 from bot.settings import MenuButton
+from bot.storage import engine, kv
 
 # WeChat nests at most four levels (<xml><SendPicsInfo><PicList><item><PicMd5Sum>).
 MAX_DEPTH = 8
@@ -179,7 +180,7 @@ class SQLiteSessionStorage(SessionStorage):
     stored expiry time, a refresh lease only one worker holds, and compare-and-delete.
     """
 
-    def __init__(self, connect: Callable[[], "db.Database"], clock: Callable[[], float] = time.time):
+    def __init__(self, connect: Callable[[], Database], clock: Callable[[], float] = time.time):
         self._connect = connect
         self._clock = clock
 
@@ -190,15 +191,15 @@ class SQLiteSessionStorage(SessionStorage):
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         expires_at = None if ttl is None else self._clock() + ttl
         database = self._connect()
-        with db.immediate(database):
-            db.kv_put(database, f"wechat:{key}", str(value), expires_at)
+        with engine.immediate(database):
+            kv.kv_put(database, f"wechat:{key}", str(value), expires_at)
 
     def delete(self, key: str) -> None:
-        db.kv_delete(self._connect(), f"wechat:{key}")
+        kv.kv_delete(self._connect(), f"wechat:{key}")
 
     def entry(self, key: str) -> tuple[str, float | None] | None:
         """The stored value and its expiry time (our clock), or None if absent or expired."""
-        entry = db.kv_entry(self._connect(), f"wechat:{key}")
+        entry = kv.kv_entry(self._connect(), f"wechat:{key}")
         if entry is None or (entry[1] is not None and entry[1] <= self._clock()):
             return None
         return entry
@@ -206,25 +207,25 @@ class SQLiteSessionStorage(SessionStorage):
     def delete_if(self, key: str, value: str) -> bool:
         """Delete the value only if it is still `value` (another worker may have replaced it)."""
         database = self._connect()
-        with db.immediate(database):
-            return db.kv_delete_if(database, f"wechat:{key}", value)
+        with engine.immediate(database):
+            return kv.kv_delete_if(database, f"wechat:{key}", value)
 
     def claim_refresh(self, key: str, usable: Callable[[str, float | None], bool], holder: str,
                       lease_seconds: float) -> tuple[str | None, bool]:
         """In one write transaction: (value, False) if a usable value is stored, else
         (None, True) when this holder took the refresh lease, (None, False) when another has it."""
         database = self._connect()
-        with db.immediate(database):
-            entry = db.kv_entry(database, f"wechat:{key}")
+        with engine.immediate(database):
+            entry = kv.kv_entry(database, f"wechat:{key}")
             if entry is not None and usable(*entry):
                 return entry[0], False
-            return None, db.kv_claim(database, f"wechat:{key}:lease", holder, lease_seconds)
+            return None, kv.kv_claim(database, f"wechat:{key}:lease", holder, lease_seconds)
 
     def release(self, key: str, holder: str) -> None:
         """Give up the refresh lease (after storing the new value, or on failure)."""
         database = self._connect()
-        with db.immediate(database):
-            db.kv_delete_if(database, f"wechat:{key}:lease", holder)
+        with engine.immediate(database):
+            kv.kv_delete_if(database, f"wechat:{key}:lease", holder)
 
 
 # Errors that mean "the access token you sent is not valid (any more)".

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from bot.router import Reply, Router
-from handlers.ask import describe as describe_match
 from handlers import ask, events, media, menu, paging, registration, services, texts
+from handlers.ask import describe as describe_match
 
 __all__ = ["HANDLER_MODULES", "build_router", "describe_match"]
 

@@ -5,12 +5,12 @@ by digit through the menu module), unknown (menu and hotline; kept for staff).
 """
 from __future__ import annotations
 
-from bot import db
 from bot.library import Library
 from bot.matcher import Match
 from bot.privacy import mask_text
 from bot.router import Context, Inbound, Reply, Router
 from bot.settings import Settings
+from bot.storage import messages
 from handlers import answers, menu, texts
 
 router = Router()
@@ -46,7 +46,7 @@ def answer_question(inbound: Inbound, ctx: Context) -> Reply:
         return answers.answer_topic(ctx, inbound, match.topic_id)
     best = match.candidates[0].topic_id if match.candidates else None
     # People send their phone or ID number here too (e.g. to a form that timed out).
-    db.record_unanswered(ctx.db, inbound.openid, mask_text(inbound.text), match.band, best, match.score)
+    messages.record_unanswered(ctx.db, inbound.openid, mask_text(inbound.text), match.band, best, match.score)
     if match.band == "suggest":
         menu.remember_list(ctx, inbound.openid, "suggest", [c.topic_id for c in match.candidates])
         return Reply(text=suggestion_text(match), band="suggest")

@@ -1,8 +1,8 @@
 """Events: subscribe, unsubscribe, scans. Others (LOCATION, VIEW, …) get no reply."""
 from __future__ import annotations
 
-from bot import db
 from bot.router import Context, Inbound, Reply, Router
+from bot.storage import messages
 from handlers import texts
 
 router = Router()
@@ -11,14 +11,14 @@ router = Router()
 @router.event("subscribe", "subscribe_scan")
 def on_subscribe(inbound: Inbound, ctx: Context) -> Reply:
     """Welcome a new subscriber with the main menu."""
-    db.touch_subscriber(ctx.db, inbound.openid, subscribed=True)
+    messages.touch_subscriber(ctx.db, inbound.openid, subscribed=True)
     return Reply(text=texts.welcome(ctx.settings))
 
 
 @router.event("unsubscribe")
 def on_unsubscribe(inbound: Inbound, ctx: Context) -> Reply:
     """Stop counting the user as a subscriber; nothing can be sent back."""
-    db.touch_subscriber(ctx.db, inbound.openid, subscribed=False)
+    messages.touch_subscriber(ctx.db, inbound.openid, subscribed=False)
     return Reply.empty()
 
 

@@ -6,8 +6,9 @@ the list the user is looking at; with no list on screen a digit means the main m
 from __future__ import annotations
 
 import unicodedata
-from bot import db
+
 from bot.router import Context, Inbound, Reply, Router
+from bot.storage import user_state
 from handlers import answers, texts
 
 router = Router()
@@ -48,9 +49,9 @@ def show_main_menu(ctx: Context, openid: str) -> Reply:
 
 def remember_list(ctx: Context, openid: str, kind: str, items: list[str], **extra: str) -> None:
     """Note the list on screen so the next digit picks from it."""
-    state = db.load_state(ctx.db, openid)
+    state = user_state.load_state(ctx.db, openid)
     state["list"] = {"kind": kind, "items": items, **extra}
-    db.save_state(ctx.db, openid, state)
+    user_state.save_state(ctx.db, openid, state)
 
 
 @router.keyword(*texts.MENU_WORDS)
@@ -69,7 +70,7 @@ def on_category_click(inbound: Inbound, ctx: Context) -> Reply:
 def on_digit(inbound: Inbound, ctx: Context) -> Reply | None:
     """A number picks from the list on screen (the main menu when none is)."""
     n = digit(inbound.text)
-    listing = db.load_state(ctx.db, inbound.openid).get("list") or {"kind": "main", "items": []}
+    listing = user_state.load_state(ctx.db, inbound.openid).get("list") or {"kind": "main", "items": []}
     if listing["kind"] == "main":
         if 1 <= n <= len(MAIN_CATEGORIES):
             return show_category(ctx, inbound.openid, MAIN_CATEGORIES[n - 1])
@@ -94,7 +95,7 @@ def on_yes(inbound: Inbound, ctx: Context) -> Reply | None:
 @router.keyword(*BACK_WORDS)
 def on_back(inbound: Inbound, ctx: Context) -> Reply:
     """Back: from an answer to its category list, from a list to the main menu."""
-    state = db.load_state(ctx.db, inbound.openid)
+    state = user_state.load_state(ctx.db, inbound.openid)
     parent = (state.get("topic") or {}).get("parent")
     listing = state.get("list") or {}
     if parent and listing.get("kind") != "category":
@@ -105,7 +106,7 @@ def on_back(inbound: Inbound, ctx: Context) -> Reply:
 @router.keyword(*DETAIL_WORDS)
 def on_details(inbound: Inbound, ctx: Context) -> Reply | None:
     """Full details (who, what, how, documents, where) of the topic last answered."""
-    topic = db.load_state(ctx.db, inbound.openid).get("topic") or {}
+    topic = user_state.load_state(ctx.db, inbound.openid).get("topic") or {}
     if topic.get("id") not in ctx.library.kb.topics:
         return None  # nothing answered yet: let the matcher read it as a question
     return answers.details(ctx, topic["id"])

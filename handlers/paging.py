@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 
-from bot import db
 from bot.router import Context, Inbound, Reply, Router
+from bot.storage import messages, user_state
 
 router = Router()
 
@@ -41,16 +41,16 @@ def split_pages(text: str, limit: int = LIMIT_BYTES - len(_MORE_HINT.encode())) 
 @router.keyword(*MORE_WORDS)
 def next_page(inbound: Inbound, ctx: Context) -> Reply:
     """Serve the next page of the user's last reply, if it was cut."""
-    state = db.load_state(ctx.db, inbound.openid)
+    state = user_state.load_state(ctx.db, inbound.openid)
     more = state.get("more")
     pages = more.get("pages") if isinstance(more, dict) else None
     # Pages are kept until replaced, but only the reply just before this "更多" goes on.
-    last = db.recent_messages(ctx.db, inbound.openid, limit=1) if pages else []
+    last = messages.recent_messages(ctx.db, inbound.openid, limit=1) if pages else []
     if not last or last[0]["dedupe_key"] != more.get("after"):
         return Reply(text=_NO_MORE)
     text = pages.pop(0)
     state["more"] = {"pages": pages, "after": inbound.dedupe_key}
-    db.save_state(ctx.db, inbound.openid, state)
+    user_state.save_state(ctx.db, inbound.openid, state)
     return Reply(text=text + (_MORE_HINT if pages else ""))
 
 
@@ -65,7 +65,7 @@ def fit_reply(inbound: Inbound, ctx: Context, reply: Reply) -> Reply:
             or len(reply.text.encode()) <= LIMIT_BYTES):
         return reply
     first, *rest = split_pages(reply.text)
-    state = db.load_state(ctx.db, inbound.openid)
+    state = user_state.load_state(ctx.db, inbound.openid)
     state["more"] = {"pages": rest, "after": inbound.dedupe_key}
-    db.save_state(ctx.db, inbound.openid, state)
+    user_state.save_state(ctx.db, inbound.openid, state)
     return reply.with_text(first + _MORE_HINT)

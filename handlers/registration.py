@@ -17,14 +17,22 @@ from datetime import datetime
 
 from rapidfuzz import fuzz, process
 
-from bot import db
+from bot import clock, labels
 from bot import dialogue as engine
 from bot.dialogue import SUMMARY, Check, Dialogue, Field, Form
 from bot.privacy import mask_id, mask_phone
 from bot.router import Context, Inbound, Reply, Router
 from bot.settings import Course
-from bot.validators import (Invalid, match_township, normalize, parse_amount, parse_id_number,
-                            parse_name, parse_phone)
+from bot.storage import applications, user_state
+from bot.validators import (
+    Invalid,
+    match_township,
+    normalize,
+    parse_amount,
+    parse_id_number,
+    parse_name,
+    parse_phone,
+)
 from handlers.paging import MORE_WORDS
 from handlers.texts import MENU_WORDS
 
@@ -32,7 +40,7 @@ router = Router()
 
 TRAINING, LOAN = "training", "loan"
 PREFIX = {TRAINING: "PX", LOAN: "DK"}
-TITLE = db.APPLICATION_TYPES
+TITLE = labels.APPLICATION_TYPES
 RESUME_WORD = {TRAINING: "继续报名", LOAN: "继续申请"}
 START_WORD = {TRAINING: "报名培训", LOAN: "申请贷款"}
 
@@ -79,7 +87,7 @@ def start_loan(inbound: Inbound, ctx: Context) -> Reply:
 def show_status(inbound: Inbound, ctx: Context) -> Reply:
     """The user's applications with status and staff notes; the open form, if any, goes on."""
     dialogues = _dialogues(ctx, inbound.openid)
-    rows = db.applications_for(ctx.db, inbound.openid)
+    rows = applications.applications_for(ctx.db, inbound.openid)
     if rows:
         text = "您的申请：\n\n" + "\n\n".join(_describe(row) for row in rows)
     else:
@@ -163,7 +171,7 @@ def _start(kind: str, inbound: Inbound, ctx: Context) -> Reply:
     if mine is not None:
         return _resume(mine, dialogues, ctx)
     if kind == LOAN:
-        existing = db.open_application(ctx.db, inbound.openid, LOAN)
+        existing = applications.open_application(ctx.db, inbound.openid, LOAN)
         if existing is not None:
             return Reply(text="您已经有一份贷款申请正在办理，不用重复申请：\n\n" + _describe(existing))
     elif not ctx.settings.courses:
@@ -329,7 +337,7 @@ def _submit(d: Dialogue, ctx: Context) -> Reply:
     else:
         record.update(amount_yuan=a["amount"], purpose=a["purpose"], industry=a["industry"],
                       stage=a["stage"])
-    result = db.add_application(ctx.db, record, PREFIX[d.form], ctx.now(), capacity)
+    result = applications.add_application(ctx.db, record, PREFIX[d.form], ctx.now(), capacity)
     engine.drop(ctx.db, d)
     row = result.application
     if not result.created:
@@ -338,7 +346,7 @@ def _submit(d: Dialogue, ctx: Context) -> Reply:
                               f"有疑问请打电话：{ctx.settings.county.hotline}")
         return Reply(text="您已经有一份同样的申请正在办理，不用重复提交：\n\n" + _describe(row))
     identity = {k: a[k] for k in ("name", "phone", "id_number", "township", "village")}
-    db.save_profile(ctx.db, d.openid, vault.encrypt(json.dumps(identity, ensure_ascii=False)), ctx.now())
+    user_state.save_profile(ctx.db, d.openid, vault.encrypt(json.dumps(identity, ensure_ascii=False)), ctx.now())
     if d.form == TRAINING:
         text = f"报名成功！您的报名编号是：{row['ref']}\n课程：{row['course_name']}"
         if row["waitlist_position"]:
@@ -356,12 +364,12 @@ def _describe(row: dict) -> str:
     what = (f"培训报名：{row['course_name']}" if row["type"] == TRAINING
             else f"贷款申请：{_yuan(row['amount_yuan'])}")
     status = row["status"]
-    if row["waitlist_position"] and status in db.OPEN_STATUSES:
+    if row["waitlist_position"] and status in applications.OPEN_STATUSES:
         status += f"（候补第{row['waitlist_position']}位）"
     lines = [f"编号：{row['ref']}", what, f"状态：{status}"]
     if row["staff_note"]:
         lines.append(f"工作人员备注：{row['staff_note']}")
-    when = datetime.fromtimestamp(row["created_at"], db.CHINA_TZ)
+    when = datetime.fromtimestamp(row["created_at"], clock.CHINA_TZ)
     lines.append(f"提交时间：{when:%Y-%m-%d %H:%M}")
     return "\n".join(lines)
 
@@ -387,7 +395,7 @@ def _course_line(ctx: Context, course: Course, seats: bool = True) -> str:
     """Name, dates and place; with seats, how many are left or that it is full."""
     details = "，".join(x for x in (course.dates, course.place) if x)
     text = f"{course.name}（{details}）" if details else course.name
-    left = course.capacity - db.seats_taken(ctx.db, course.id)
+    left = course.capacity - applications.seats_taken(ctx.db, course.id)
     if left <= 0:
         return text + " 已满，可报名候补"
     return text + (f" 剩余{left}个名额" if seats else "")
@@ -440,7 +448,7 @@ def _check_course(text: str, ctx: Context, d: Dialogue) -> Check:
             chosen = courses[best[2]] if best else None
     if chosen is None:
         return Check(hint=f"没找到这门课程，请回复课程编号（1到{len(courses)}）。")
-    existing = db.open_application(ctx.db, d.openid, TRAINING, chosen.id)
+    existing = applications.open_application(ctx.db, d.openid, TRAINING, chosen.id)
     if existing is not None:
         return Check(hint=f"您已经报名了“{chosen.name}”，不用重复报名：\n{_describe(existing)}\n\n"
                           "可以选择其他课程，或回复“取消”退出。")
@@ -467,7 +475,7 @@ def _check_reuse(text: str, ctx: Context, d: Dialogue) -> Check:
 
 
 def _profile(ctx: Context, openid: str) -> dict | None:
-    token = db.load_profile(ctx.db, openid)
+    token = user_state.load_profile(ctx.db, openid)
     try:
         return json.loads(ctx.vault.decrypt(token)) if token else None
     except ValueError:  # saved under a replaced key: ask the questions again
@@ -508,7 +516,7 @@ _ID_HINTS = {
 
 
 def _check_id_number(text: str, ctx: Context, d: Dialogue) -> Check:
-    today = datetime.fromtimestamp(ctx.now(), db.CHINA_TZ).date()
+    today = datetime.fromtimestamp(ctx.now(), clock.CHINA_TZ).date()
     try:
         return Check(parse_id_number(text, today))
     except Invalid as exc:
@@ -648,7 +656,7 @@ FORMS = {
               "用途"),
         Field("industry", _ask("您做的是哪个行业？（例如：茶叶种植、生态养殖、农村电商）"),
               _check_industry, "行业"),
-        Field("stage", _ask_stage, _check_stage, "经营情况", ("情况",), db.STAGES.__getitem__),
+        Field("stage", _ask_stage, _check_stage, "经营情况", ("情况",), labels.STAGES.__getitem__),
         *IDENTITY,
     )),
 }

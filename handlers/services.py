@@ -4,9 +4,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from bot import db, outbox
+from bot import outbox
 from bot.privacy import mask_text
 from bot.router import Context, Inbound, Reply, Router
+from bot.storage import staff
 from handlers import registration, texts
 
 router = Router()
@@ -39,7 +40,7 @@ def announcements(inbound: Inbound, ctx: Context) -> Reply:
 @router.keyword("转人工", "人工", "人工客服", "找人工", "真人", "客服", "找工作人员")
 def hand_to_staff(inbound: Inbound, ctx: Context) -> Reply:
     """Put the user on the staff's waiting list; staff answer from the console."""
-    db.request_human(ctx.db, inbound.openid, mask_text(inbound.text))
+    staff.request_human(ctx.db, inbound.openid, mask_text(inbound.text))
     return Reply(text=ctx.library.answer_text("service.human"), topic="service.human", band="answer")
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from wechatpy.exceptions import WeChatClientException
 
-from bot import db
 from bot.settings import MenuButton
+from bot.storage import engine, migrations
 from bot.wechat import SQLiteSessionStorage, WeChatApi, menu_json
 from tests import wx
 from tests.fake_wechat import CUSTOM, TOKEN
@@ -32,12 +32,12 @@ class Clock:
 
 def make_api(path: Path, url: str, clock=time.time) -> WeChatApi:
     """A client whose token lives in the SQLite file at path (one connection per thread)."""
-    db.migrate(path)
+    migrations.migrate(path)
     local = threading.local()
 
     def connect():
         if not hasattr(local, "db"):
-            local.db = db.connect(path)
+            local.db = engine.connect(path)
         return local.db
 
     return WeChatApi(wx.APP_ID, "s3cret", url, SQLiteSessionStorage(connect, clock), clock=clock)

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections import Counter
 import stat
+from collections import Counter
 
 import pytest
 from click.testing import CliRunner
 
-from bot import db
 from bot.cli import cli
+from bot.storage import applications, engine, messages, staff
 from tests.conftest import ROOT, Chat, make_settings
 
 PASSWORD = "correct horse 42"
@@ -18,12 +18,12 @@ XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=1">'
 
 
 def database(app):
-    return db.connect(app.extensions["bot"].settings.storage.database)
+    return engine.connect(app.extensions["bot"].settings.storage.database)
 
 
 def add_staff(app, name: str = "wang", password: str = PASSWORD) -> None:
     from werkzeug.security import generate_password_hash
-    assert db.add_staff(database(app), name, generate_password_hash(password))
+    assert staff.add_staff(database(app), name, generate_password_hash(password))
 
 
 def csrf_from(html: str) -> str:
@@ -73,7 +73,7 @@ def test_staff_add_asks_twice_and_stores_only_a_slow_hash(tmp_path):
                                 input="s3cret-pass\ns3cret-pass\n")
     assert result.exit_code == 0, result.output
     assert "s3cret-pass" not in result.output
-    row = db.get_staff(db.connect(tmp_path / "bot.db"), "li")
+    row = staff.get_staff(engine.connect(tmp_path / "bot.db"), "li")
     assert row["password_hash"].startswith("scrypt:") and "s3cret-pass" not in row["password_hash"]
 
 
@@ -94,14 +94,14 @@ def test_staff_password_resets_and_lifts_the_lock(tmp_path):
     invoke = lambda *args, text: CliRunner().invoke(cli, ["--config", str(config), "staff", *args], input=text)
     assert invoke("password", "nobody", text="new-pass-123\nnew-pass-123\n").exit_code != 0
     assert invoke("add", "li", text="s3cret-pass\ns3cret-pass\n").exit_code == 0
-    d = db.connect(tmp_path / "bot.db")
-    db.record_login_failure(d, "li", 1, 900)
-    assert db.locked_until(d, "li")
+    d = engine.connect(tmp_path / "bot.db")
+    staff.record_login_failure(d, "li", 1, 900)
+    assert staff.locked_until(d, "li")
     result = invoke("password", "li", text="new-pass-123\nnew-pass-123\n")
     assert result.exit_code == 0, result.output
     from werkzeug.security import check_password_hash
-    assert check_password_hash(db.get_staff(d, "li")["password_hash"], "new-pass-123")
-    assert db.locked_until(d, "li") is None
+    assert check_password_hash(staff.get_staff(d, "li")["password_hash"], "new-pass-123")
+    assert staff.locked_until(d, "li") is None
 
 
 def test_no_default_account_exists(client):
@@ -265,7 +265,7 @@ def test_actions_are_written_to_the_audit_log(app, client):
     page = client.get("/admin/audit").get_data(as_text=True)
     for action in ("登录失败", "登录", "回复用户"):
         assert action in page
-    rows = db.audit_entries(database(app))
+    rows = staff.audit_entries(database(app))
     assert [r["action"] for r in rows][:3] == ["回复用户", "登录", "登录失败"]
     assert all(r["staff"] == "wang" and r["created_at"] for r in rows)
 
@@ -289,7 +289,7 @@ def test_overview_counts_messages_bands_topics_and_subscribers(app, staff_client
 def test_unanswered_questions_are_grouped_and_can_be_put_out_of_scope(app, staff_client):
     d = database(app)
     for q in ("贷款利息是多少", "贷款的利息是多少啊", "贷款利息多少", "养猪场怎么消毒"):
-        db.record_unanswered(d, "o-x", q, "unknown", None, 10.0)
+        messages.record_unanswered(d, "o-x", q, "unknown", None, 10.0)
     page = staff_client.get("/admin/unanswered").get_data(as_text=True)
     assert "4 条待处理" in page
     groups = re.findall(r"<h2>(.*?) <small>(\d+) 条</small></h2>", page)
@@ -304,8 +304,8 @@ def test_unanswered_questions_are_grouped_and_can_be_put_out_of_scope(app, staff
 
 def test_staff_reply_reaches_the_user_and_closes_the_hand_off(app, staff_client):
     d = database(app)
-    db.request_human(d, "o-help", "我想问贷款的事")
-    assert db.request_human(d, "o-help") == db.request_human(d, "o-help")  # one open request
+    staff.request_human(d, "o-help", "我想问贷款的事")
+    assert staff.request_human(d, "o-help") == staff.request_human(d, "o-help")  # one open request
     listing = staff_client.get("/admin/conversations").get_data(as_text=True)
     assert "o-help" in listing and "我想问贷款的事" in listing
     assert staff_client.get("/admin/api/handoffs").get_json() == {"open": 1}
@@ -334,8 +334,8 @@ def test_subscriber_text_is_escaped_everywhere_it_is_shown(app, staff_client):
     chat = Chat(staff_client, "o-attacker")
     chat.say(XSS)
     d = database(app)
-    db.record_unanswered(d, "o-attacker", XSS, "unknown", None, 1.0)
-    db.request_human(d, "o-attacker", XSS)
+    messages.record_unanswered(d, "o-attacker", XSS, "unknown", None, 1.0)
+    staff.request_human(d, "o-attacker", XSS)
     for path in ("/admin/conversations", "/admin/conversations/o-attacker", "/admin/unanswered"):
         html = staff_client.get(path).get_data(as_text=True)
         assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in html, path
@@ -560,7 +560,13 @@ def reg_client(tmp_path):
 
 def apply_both(client) -> tuple[str, str]:
     """A training registration and a loan application, made through the chat."""
-    from tests.test_registration import DK, LOAN_TO_SUMMARY, PX, TRAINING_TO_SUMMARY, converse
+    from tests.test_registration import (
+        DK,
+        LOAN_TO_SUMMARY,
+        PX,
+        TRAINING_TO_SUMMARY,
+        converse,
+    )
     training = Chat(client, "o-zhang")
     converse(training, TRAINING_TO_SUMMARY)
     px = PX.search(training.say("确认")).group()
@@ -602,7 +608,7 @@ def test_status_change_is_recorded_and_the_applicant_is_told(reg_client):
     assert len(inbox) == 1
     assert px in inbox[0]["text"] and "已通过" in inbox[0]["text"]
     assert "请12月15日带身份证到青山乡农技站报到" in inbox[0]["text"]
-    row = db.get_application(database(reg_client.application), px)
+    row = applications.get_application(database(reg_client.application), px)
     assert row["status"] == "已通过"
     assert [(h["status"], h["actor"]) for h in row["history"]][-1] == ("已通过", "wang")
     detail = reg_client.get(f"/admin/applications/{px}").get_data(as_text=True)
@@ -623,7 +629,7 @@ def test_unknown_status_is_refused_and_nobody_is_told(reg_client):
     px, _ = apply_both(reg_client)
     token = page_token(reg_client, f"/admin/applications/{px}")
     reg_client.post(f"/admin/applications/{px}/status", data={"status": "随便", "csrf_token": token})
-    assert db.get_application(database(reg_client.application), px)["status"] == "已提交"
+    assert applications.get_application(database(reg_client.application), px)["status"] == "已提交"
     assert reg_client.get("/simulator/api/inbox?openid=o-zhang").get_json()["messages"] == []
 
 
@@ -638,6 +644,7 @@ def test_export_downloads_every_application_and_is_audited(reg_client, fmt):
         assert px in text and dk in text and PHONE in text
     else:
         import io
+
         from openpyxl import load_workbook
         sheet = load_workbook(io.BytesIO(resp.get_data())).active
         refs = [row[0].value for row in sheet.iter_rows(min_row=2)]

@@ -10,7 +10,8 @@ import pytest
 from werkzeug.security import generate_password_hash
 from werkzeug.serving import make_server
 
-from bot import create_app, db
+from bot import create_app
+from bot.storage import engine, staff
 from tests.conftest import ROOT, make_settings
 from tests.test_registration import COURSES, PX, TRAINING_TO_SUMMARY
 
@@ -40,7 +41,7 @@ class Served:
         self.policies = app.extensions["bot"].settings.matcher.policies_dir
 
     def db(self):
-        return db.connect(self.app.extensions["bot"].settings.storage.database)
+        return engine.connect(self.app.extensions["bot"].settings.storage.database)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def served(tmp_path_factory) -> Iterator[Served]:
     shutil.copytree(ROOT / "policies", tmp / "policies")
     app = create_app(make_settings(tmp, matcher={"policies_dir": str(tmp / "policies")},
                                    courses=COURSES))
-    assert db.add_staff(db.connect(tmp / "bot.db"), STAFF, generate_password_hash(PASSWORD))
+    assert staff.add_staff(engine.connect(tmp / "bot.db"), STAFF, generate_password_hash(PASSWORD))
     s = Served(app)
     yield s
     s.server.shutdown()
@@ -206,7 +207,7 @@ def test_approve_an_application_and_the_applicant_is_notified(browser, page, ser
 def test_script_sent_by_a_subscriber_does_not_run_in_the_console(page, served):
     send_as(page, served, "o-attacker", XSS)
     database = served.db()
-    db.request_human(database, "o-attacker", XSS)
+    staff.request_human(database, "o-attacker", XSS)
     for path in ("/admin/conversations", "/admin/conversations/o-attacker", "/admin/unanswered",
                  "/admin/"):
         page.goto(served.url + path)
@@ -219,7 +220,7 @@ def test_script_sent_by_a_subscriber_does_not_run_in_the_console(page, served):
 
 
 def test_staff_reply_to_a_hand_off_reaches_the_phone(browser, page, served):
-    db.request_human(served.db(), "o-needs-help", "我想找工作人员问问")
+    staff.request_human(served.db(), "o-needs-help", "我想找工作人员问问")
     page.reload()
     expect(page.locator("#handoff-badge")).to_be_visible()
     page.click("nav >> text=对话")

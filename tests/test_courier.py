@@ -1,16 +1,16 @@
 """A serving process delivers queued notices and resumes unfinished push jobs by itself."""
 from __future__ import annotations
 
-
-from bot import db, outbox
+from bot import outbox
+from bot.storage import engine, messages, migrations, push, user_state
 from tests.conftest import create_app, wait_for
 
 
 def test_restarted_service_finishes_a_job_left_unsent(settings):
-    db.migrate(settings.storage.database)
-    database = db.connect(settings.storage.database)
+    migrations.migrate(settings.storage.database)
+    database = engine.connect(settings.storage.database)
     for openid in ("o-a", "o-b", "o-c"):
-        db.touch_subscriber(database, openid, subscribed=True)
+        messages.touch_subscriber(database, openid, subscribed=True)
     # A job created by a process that died before sending anything.
     job = outbox.start_job(database, outbox.create_announcement(database, "明天开班", None, "all", "staff"))
     app = create_app(settings)
@@ -19,7 +19,7 @@ def test_restarted_service_finishes_a_job_left_unsent(settings):
         runtime.start_courier(notice_interval=0.1, job_interval=0.1)
         assert wait_for(lambda: outbox.job_progress(database, job)["delivered"] == 3)
         for openid in ("o-a", "o-b", "o-c"):
-            assert [m["text"] for m in db.inbox_since(database, openid, 0)] == ["明天开班"]
+            assert [m["text"] for m in push.inbox_since(database, openid, 0)] == ["明天开班"]
     finally:
         runtime.close()
 
@@ -27,12 +27,12 @@ def test_restarted_service_finishes_a_job_left_unsent(settings):
 def test_courier_delivers_a_queued_notice(settings):
     app = create_app(settings)
     runtime = app.extensions["bot"]
-    database = db.connect(settings.storage.database)
+    database = engine.connect(settings.storage.database)
     try:
         outbox.notify(database, "o-n", "您的申请已通过")
         runtime.start_courier(notice_interval=0.1, job_interval=60)
-        assert wait_for(lambda: db.inbox_since(database, "o-n", 0))
-        assert db.inbox_since(database, "o-n", 0)[0]["text"] == "您的申请已通过"
+        assert wait_for(lambda: push.inbox_since(database, "o-n", 0))
+        assert push.inbox_since(database, "o-n", 0)[0]["text"] == "您的申请已通过"
     finally:
         runtime.close()
 
@@ -47,7 +47,7 @@ def test_serving_process_moves_the_wal_into_the_database_in_the_background(setti
         assert database.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
         size = settings.storage.database.stat().st_size
         for n in range(300):
-            db.save_state(database, f"o-{n}", {"more": ["第二页" * 200]})
+            user_state.save_state(database, f"o-{n}", {"more": ["第二页" * 200]})
         assert wait_for(lambda: settings.storage.database.stat().st_size > size + 100_000)
     finally:
         runtime.close()

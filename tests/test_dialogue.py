@@ -5,14 +5,21 @@ import datetime as dt
 import json
 
 import pytest
+from cryptography.fernet import Fernet
 
-from bot import db
-from bot import dialogue as engine
+from bot import dialogue
 from bot.dialogue import SUMMARY, Check, Field, Form
 from bot.privacy import Vault
-from bot.validators import (Invalid, id_check_digit, match_township, parse_amount, parse_id_number,
-                            parse_name, parse_phone)
-from cryptography.fernet import Fernet
+from bot.storage import engine, migrations, user_state
+from bot.validators import (
+    Invalid,
+    id_check_digit,
+    match_township,
+    parse_amount,
+    parse_id_number,
+    parse_name,
+    parse_phone,
+)
 
 TODAY = dt.date(2026, 11, 26)
 TOWNS = ("城关镇", "石桥镇", "青山乡")
@@ -140,88 +147,88 @@ FORM = Form("demo", (
 
 
 def test_answers_move_through_fields_to_summary():
-    d = engine.begin(FORM, "o1", 0.0)
+    d = dialogue.begin(FORM, "o1", 0.0)
     assert d.step == "a"
-    assert not engine.give(FORM, d, "x", None).ok and d.attempts == 1 and d.step == "a"
-    assert engine.give(FORM, d, "7", None).ok and d.attempts == 0 and d.step == "b"
-    engine.give(FORM, d, "yes", None)
+    assert not dialogue.give(FORM, d, "x", None).ok and d.attempts == 1 and d.step == "a"
+    assert dialogue.give(FORM, d, "7", None).ok and d.attempts == 0 and d.step == "b"
+    dialogue.give(FORM, d, "yes", None)
     assert d.step == "b" and d.pending == {"value": "YES", "also": {}}
-    engine.accept_pending(FORM, d)
+    dialogue.accept_pending(FORM, d)
     assert d.step == "c" and d.answers["b"] == "YES"
-    engine.give(FORM, d, "hi", None)  # also fills d, which is then skipped
+    dialogue.give(FORM, d, "hi", None)  # also fills d, which is then skipped
     assert d.step == SUMMARY and d.answers == {"a": 7, "b": "YES", "c": "hi", "d": "hi!"}
 
 
 def test_back_undoes_the_newest_answer_with_what_it_filled():
-    d = engine.begin(FORM, "o1", 0.0)
-    assert engine.back(d) is False
-    engine.give(FORM, d, "1", None)
-    engine.give(FORM, d, "x", None)
-    engine.accept_pending(FORM, d)
-    engine.give(FORM, d, "hi", None)
-    assert engine.back(d) and d.step == "c" and "d" not in d.answers and "c" not in d.answers
+    d = dialogue.begin(FORM, "o1", 0.0)
+    assert dialogue.back(d) is False
+    dialogue.give(FORM, d, "1", None)
+    dialogue.give(FORM, d, "x", None)
+    dialogue.accept_pending(FORM, d)
+    dialogue.give(FORM, d, "hi", None)
+    assert dialogue.back(d) and d.step == "c" and "d" not in d.answers and "c" not in d.answers
     assert d.answers == {"a": 1, "b": "X"}
 
 
 def test_edit_from_summary_returns_to_summary():
-    d = engine.begin(FORM, "o1", 0.0, {"a": 1, "b": "B", "c": "c", "d": "d"})
+    d = dialogue.begin(FORM, "o1", 0.0, {"a": 1, "b": "B", "c": "c", "d": "d"})
     assert d.step == SUMMARY
-    field = engine.find_field(FORM, d, "2")
-    assert field.key == "b" and engine.find_field(FORM, d, "bee").key == "b"
-    assert engine.find_field(FORM, d, "9") is None
-    engine.edit(d, "a")
-    engine.give(FORM, d, "5", None)
+    field = dialogue.find_field(FORM, d, "2")
+    assert field.key == "b" and dialogue.find_field(FORM, d, "bee").key == "b"
+    assert dialogue.find_field(FORM, d, "9") is None
+    dialogue.edit(d, "a")
+    dialogue.give(FORM, d, "5", None)
     assert d.step == SUMMARY and d.answers["a"] == 5
 
 
 def test_idle_and_resume_windows():
-    d = engine.begin(FORM, "o1", 1000.0)
-    assert not engine.is_idle(d, 1000.0 + 1800, 1800)
-    assert engine.is_idle(d, 1000.0 + 1801, 1800)
-    assert engine.is_resumable(d, 1000.0 + 86400, 86400)
-    assert not engine.is_resumable(d, 1000.0 + 86401, 86400)
+    d = dialogue.begin(FORM, "o1", 1000.0)
+    assert not dialogue.is_idle(d, 1000.0 + 1800, 1800)
+    assert dialogue.is_idle(d, 1000.0 + 1801, 1800)
+    assert dialogue.is_resumable(d, 1000.0 + 86400, 86400)
+    assert not dialogue.is_resumable(d, 1000.0 + 86401, 86400)
 
 
 def test_dialogue_round_trips_through_sqlite_encrypted(tmp_path):
-    db.migrate(tmp_path / "t.db")
-    database = db.connect(tmp_path / "t.db")
+    migrations.migrate(tmp_path / "t.db")
+    database = engine.connect(tmp_path / "t.db")
     vault = Vault(Fernet.generate_key())
-    d = engine.begin(FORM, "o1", 5.0, {"a": 11010519491231})
+    d = dialogue.begin(FORM, "o1", 5.0, {"a": 11010519491231})
     d.history.append(["a"])
-    engine.save(database, vault, d, 6.0)
+    dialogue.save(database, vault, d, 6.0)
     raw = next(database["dialogues"].rows)
     assert "11010519491231" not in str(raw)
-    again = engine.load_all(database, vault, "o1")[0]
+    again = dialogue.load_all(database, vault, "o1")[0]
     assert (again.step, again.answers, again.history, again.updated_at) == ("b", {"a": 11010519491231}, [["a"]], 6.0)
-    engine.drop(database, again)
-    assert engine.load_all(database, vault, "o1") == []
+    dialogue.drop(database, again)
+    assert dialogue.load_all(database, vault, "o1") == []
 
 
 def test_resaving_keeps_the_ciphertext_until_an_answer_changes(tmp_path):
-    db.migrate(tmp_path / "t.db")
-    database = db.connect(tmp_path / "t.db")
+    migrations.migrate(tmp_path / "t.db")
+    database = engine.connect(tmp_path / "t.db")
     vault = Vault(Fernet.generate_key())
-    engine.save(database, vault, engine.begin(FORM, "o1", 5.0, {"a": 1}), 5.0)
+    dialogue.save(database, vault, dialogue.begin(FORM, "o1", 5.0, {"a": 1}), 5.0)
     stored = next(database["dialogues"].rows)["data"]
-    d = engine.load_all(database, vault, "o1")[0]
-    engine.save(database, vault, d, 7.0)  # a question asked mid-form: only the time moves
+    d = dialogue.load_all(database, vault, "o1")[0]
+    dialogue.save(database, vault, d, 7.0)  # a question asked mid-form: only the time moves
     assert next(database["dialogues"].rows)["data"] == stored
     d.answers["b"] = 2
-    engine.save(database, vault, d, 8.0)
+    dialogue.save(database, vault, d, 8.0)
     assert next(database["dialogues"].rows)["data"] != stored
-    assert engine.load_all(database, vault, "o1")[0].answers == {"a": 1, "b": 2}
+    assert dialogue.load_all(database, vault, "o1")[0].answers == {"a": 1, "b": 2}
 
 
 def test_answers_stored_before_aes_gcm_still_load(tmp_path):
-    db.migrate(tmp_path / "t.db")
-    database = db.connect(tmp_path / "t.db")
+    migrations.migrate(tmp_path / "t.db")
+    database = engine.connect(tmp_path / "t.db")
     key = Fernet.generate_key()
     plain = json.dumps({"answers": {"a": 1}, "history": [["a"]], "pending": None,
                         "cancelling": False})
-    db.save_dialogue(database, {  # as the Fernet-only version wrote it
+    user_state.save_dialogue(database, {  # as the Fernet-only version wrote it
         "openid": "o1", "form": FORM.name, "step": "b", "status": "active", "attempts": 0,
         "data": Fernet(key).encrypt(plain.encode()).decode(), "started_at": 5.0, "updated_at": 5.0})
-    d = engine.load_all(database, Vault(key.decode()), "o1")[0]
+    d = dialogue.load_all(database, Vault(key.decode()), "o1")[0]
     assert (d.step, d.answers, d.history) == ("b", {"a": 1}, [["a"]])
 
 
@@ -246,8 +253,8 @@ def test_id_fingerprints_match_only_under_the_same_key():
 
 
 def test_dialogue_under_a_replaced_key_is_dropped_not_fatal(tmp_path, caplog):
-    db.migrate(tmp_path / "t.db")
-    database = db.connect(tmp_path / "t.db")
-    engine.save(database, Vault(Fernet.generate_key()), engine.begin(FORM, "o1", 5.0), 5.0)
-    assert engine.load_all(database, Vault(Fernet.generate_key()), "o1") == []
+    migrations.migrate(tmp_path / "t.db")
+    database = engine.connect(tmp_path / "t.db")
+    dialogue.save(database, Vault(Fernet.generate_key()), dialogue.begin(FORM, "o1", 5.0), 5.0)
+    assert dialogue.load_all(database, Vault(Fernet.generate_key()), "o1") == []
     assert database["dialogues"].count == 0 and "cannot be decrypted" in caplog.text

@@ -12,12 +12,19 @@ import pytest
 from click.testing import CliRunner
 from openpyxl import load_workbook
 
-from bot import db
 from bot.cli import cli
 from bot.export import COLUMNS
+from bot.storage import applications, engine
 from tests.conftest import Chat, create_app, make_settings
-from tests.test_registration import (COURSES, ID, LOAN_TO_SUMMARY, PHONE, TRAINING_TO_SUMMARY,
-                                     converse, make_id)
+from tests.test_registration import (
+    COURSES,
+    ID,
+    LOAN_TO_SUMMARY,
+    PHONE,
+    TRAINING_TO_SUMMARY,
+    converse,
+    make_id,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,9 +43,9 @@ def config(tmp_path: Path) -> Path:
     converse(other, [(t if t != ID else make_id(5), e) for t, e in TRAINING_TO_SUMMARY])
     other.say("确认")
     app.extensions["bot"].close()
-    database = db.connect(settings.storage.database)
-    ref = db.list_applications(database, type_="training")[0]["ref"]
-    db.change_status(database, ref, "审核中", "已电话联系", "staff")
+    database = engine.connect(settings.storage.database)
+    ref = applications.list_applications(database, type_="training")[0]["ref"]
+    applications.change_status(database, ref, "审核中", "已电话联系", "staff")
     database.close()
     path = tmp_path / "config.toml"
     path.write_text(f'[storage]\ndatabase = "{settings.storage.database}"\n', encoding="utf-8")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot import db
+from bot.storage import engine, staff
 
 MENU_MARK = "请回复数字选择"
 
@@ -59,14 +59,14 @@ def test_policy_question_is_answered_or_suggested(chat, app, question, expected)
     reply = chat.say(question)
     assert reply
     if expected:
-        database = db.connect(app.extensions["bot"].settings.storage.database)
+        database = engine.connect(app.extensions["bot"].settings.storage.database)
         assert next(database["messages"].rows_where(order_by="id desc"))["topic"] == expected
 
 
 def test_off_topic_question_gets_menu_and_hotline_and_is_recorded(chat, app):
     reply = chat.say("明天天气怎么样")
     assert "没听懂" in reply and "0000-12345678" in reply and MENU_MARK in reply
-    database = db.connect(app.extensions["bot"].settings.storage.database)
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
     row = next(database["unanswered"].rows)
     assert row["question"] == "明天天气怎么样" and row["openid"] == chat.openid
 
@@ -88,7 +88,7 @@ def test_did_you_mean_is_answered_with_a_digit(tmp_path):
     second = match.candidates[1].topic_id
     answer = chat.say("2")
     assert library.answer_text(second)[:20] in answer
-    database = db.connect(app.extensions["bot"].settings.storage.database)
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
     assert next(database["unanswered"].rows)["band"] == "suggest"
     app.extensions["bot"].close()
 
@@ -105,7 +105,7 @@ def test_api_ask_answer_band(client):
 def test_api_ask_unknown_band_records_nothing(client, app):
     data = client.post("/api/ask", json={"q": "讲个笑话听听"}).get_json()
     assert data["band"] == "unknown" and data["topic"] is None
-    database = db.connect(app.extensions["bot"].settings.storage.database)
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
     assert database["unanswered"].count == 0 and database["messages"].count == 0
 
 
@@ -127,7 +127,7 @@ def test_api_key_required_when_configured(tmp_path):
 
 def test_latest_announcements_from_menu_and_words(chat, app):
     from bot import outbox
-    database = db.connect(app.extensions["bot"].settings.storage.database)
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
     assert "最近没有新通知" in chat.say("最新通知")
     outbox.create_announcement(database, "12月8日茶叶培训开班，欢迎报名", None, "all", "staff")
     outbox.create_announcement(database, "石桥镇专场招聘会", None, "township:石桥镇", "staff")
@@ -187,5 +187,5 @@ def test_asking_for_a_person_puts_user_on_staff_waiting_list(chat, app):
     assert "人工" in reply and "0000-12345678" in reply
     chat.event("CLICK", "MENU_HUMAN")
     chat.say("我要找个真人工作人员问问我的贷款")  # matched to service.human by the matcher
-    database = db.connect(app.extensions["bot"].settings.storage.database)
-    assert [r["openid"] for r in db.open_handoffs(database)] == [chat.openid]
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
+    assert [r["openid"] for r in staff.open_handoffs(database)] == [chat.openid]

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot import create_app, db, outbox
+from bot import create_app, outbox
 from bot.cli import cli
 from bot.outbox import PushSender as Sender
+from bot.storage import engine, push
 from tests import wx
 from tests.conftest import ROOT, make_settings, wait_for
 from tests.fake_wechat import CUSTOM, MASS, TEMPLATE
@@ -261,7 +262,7 @@ def test_notify_goes_through_the_outbox(tmp_path):
     database = runtime.open_db()
     outbox.notify(database, "o-1", "您的贷款申请已通过")
     assert runtime.deliver_pending() == 1
-    assert [m["text"] for m in db.inbox_since(database, "o-1", 0)] == ["您的贷款申请已通过"]
+    assert [m["text"] for m in push.inbox_since(database, "o-1", 0)] == ["您的贷款申请已通过"]
     runtime.close()
 
 
@@ -320,7 +321,7 @@ def test_announce_cli_refuses_bad_input_clearly(tmp_path, args, message):
     config = write_config(tmp_path, None)
     result = CliRunner().invoke(cli, ["--config", str(config), "announce", "--text", "x", *args])
     assert result.exit_code != 0 and message in result.output
-    assert not (tmp_path / "bot.db").exists() or db.connect(tmp_path / "bot.db")["announcements"].count == 0
+    assert not (tmp_path / "bot.db").exists() or engine.connect(tmp_path / "bot.db")["announcements"].count == 0
 
 
 def test_announce_no_wait_sends_in_the_background(tmp_path, wechat_api):

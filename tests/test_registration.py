@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from bot import db
+from bot.storage import applications, engine, migrations
 from bot.validators import id_check_digit
 from tests import wx
 from tests.conftest import Chat, create_app, make_settings
@@ -67,7 +67,7 @@ def app(settings, clock):
 
 @pytest.fixture
 def database(settings):
-    database = db.connect(settings.storage.database)
+    database = engine.connect(settings.storage.database)
     yield database
     database.close()
 
@@ -122,7 +122,7 @@ def test_training_form_from_start_to_reference_number(chat, app, database):
     done = chat.say("确认")
     ref = PX.search(done).group()
     assert "报名成功" in done and "查询进度" in done
-    row = db.get_application(database, ref)
+    row = applications.get_application(database, ref)
     vault = app.extensions["bot"].vault
     assert row["type"] == "training" and row["status"] == "已提交" and row["course_id"] == "veg"
     assert row["name"] == "张三" and row["township"] == "石桥镇" and row["village"] == "石门村"
@@ -140,7 +140,7 @@ def test_loan_form_from_start_to_reference_number(chat, app, database):
     assert "贷款金额：35000元" in summary and "已经在经营" in summary and "扩建茶厂" in summary
     done = chat.say("确认")
     ref = DK.search(done).group()
-    row = db.get_application(database, ref)
+    row = applications.get_application(database, ref)
     assert row["type"] == "loan" and row["amount_yuan"] == 35000 and row["stage"] == "running"
     assert row["purpose"] == "扩建茶厂" and row["industry"] == "茶叶种植" and row["name"] == "李四"
 
@@ -381,7 +381,7 @@ def test_numbers_sent_after_expiry_are_not_stored_in_plain_text(chat, clock, set
     converse(chat, TRAINING_TO_SUMMARY[:4])
     clock.advance(45)
     assert "已经暂停" in chat.say(ID)  # goes to the matcher, which keeps unanswered questions
-    database = db.connect(settings.storage.database)
+    database = engine.connect(settings.storage.database)
     assert ID not in str(list(database["unanswered"].rows)) and "1101" in str(list(database["unanswered"].rows))
     database.close()
 
@@ -433,14 +433,14 @@ def test_second_open_loan_shows_the_first(chat, database):
     ref = DK.search(chat.say("确认")).group()
     reply = chat.say("申请贷款")
     assert "已经有一份贷款申请正在办理" in reply and ref in reply
-    db.change_status(database, ref, "未通过", "材料不全", "staff")
+    applications.change_status(database, ref, "未通过", "材料不全", "staff")
     assert "多少贷款" in chat.say("申请贷款")  # a closed one no longer blocks
 
 
 def test_duplicate_submitted_elsewhere_meanwhile_is_not_stored_twice(chat, database):
     converse(chat, TRAINING_TO_SUMMARY)
     # The same user's other device (another worker) submits the same course first.
-    other = db.add_application(database, {"type": "training", "openid": chat.openid, "name": "张三",
+    other = applications.add_application(database, {"type": "training", "openid": chat.openid, "name": "张三",
                                           "course_id": "veg", "course_name": "高山蔬菜"}, "PX", time.time())
     reply = chat.say("确认")
     assert "不用重复提交" in reply and other.application["ref"] in reply
@@ -495,7 +495,7 @@ def test_status_query_shows_each_application_with_staff_note(chat, database):
     px = PX.search(chat.say("确认")).group()
     converse(chat, LOAN_TO_SUMMARY[:4] + [("1", "还用上次的信息吗"), ("是", SUMMARY_MARK)])
     dk = DK.search(chat.say("确认")).group()
-    assert db.change_status(database, px, "审核中", "请带身份证原件到窗口", "staff-wang") == chat.openid
+    assert applications.change_status(database, px, "审核中", "请带身份证原件到窗口", "staff-wang") == chat.openid
     status = chat.say("查询进度")
     assert px in status and dk in status and "状态：审核中" in status and "请带身份证原件到窗口" in status
     assert "高山蔬菜" in status and "35000元" in status and "状态：已提交" in status
@@ -513,27 +513,27 @@ def test_staff_verbs_filter_get_and_change(client, database):
     loan = Chat(client, "o-staff-loan")
     converse(loan, LOAN_TO_SUMMARY)
     loan.say("确认")
-    assert len(db.list_applications(database)) == 4
-    assert len(db.list_applications(database, type_="training")) == 3
-    assert len(db.list_applications(database, course_id="veg")) == 2
-    assert len(db.list_applications(database, township="石桥镇")) == 2
-    assert [r["name"] for r in db.list_applications(database, search="张二")] == ["张二"]
-    ref = db.list_applications(database, type_="loan")[0]["ref"]
-    assert [r["ref"] for r in db.list_applications(database, search=ref)] == [ref]
+    assert len(applications.list_applications(database)) == 4
+    assert len(applications.list_applications(database, type_="training")) == 3
+    assert len(applications.list_applications(database, course_id="veg")) == 2
+    assert len(applications.list_applications(database, township="石桥镇")) == 2
+    assert [r["name"] for r in applications.list_applications(database, search="张二")] == ["张二"]
+    ref = applications.list_applications(database, type_="loan")[0]["ref"]
+    assert [r["ref"] for r in applications.list_applications(database, search=ref)] == [ref]
     now = time.time()
-    assert len(db.list_applications(database, since=now - 600, until=now + 600)) == 4
-    assert db.list_applications(database, until=now - 600) == []
-    assert db.change_status(database, ref, "审核中", "", "staff-li") == "o-staff-loan"
-    assert db.change_status(database, ref, "已通过", "下周放款", "staff-li") == "o-staff-loan"
-    assert len(db.list_applications(database, status="已通过")) == 1
-    one = db.get_application(database, ref)
+    assert len(applications.list_applications(database, since=now - 600, until=now + 600)) == 4
+    assert applications.list_applications(database, until=now - 600) == []
+    assert applications.change_status(database, ref, "审核中", "", "staff-li") == "o-staff-loan"
+    assert applications.change_status(database, ref, "已通过", "下周放款", "staff-li") == "o-staff-loan"
+    assert len(applications.list_applications(database, status="已通过")) == 1
+    one = applications.get_application(database, ref)
     assert one["staff_note"] == "下周放款"
     assert [(h["status"], h["actor"]) for h in one["history"]] == [
         ("已提交", "applicant"), ("审核中", "staff-li"), ("已通过", "staff-li")]
-    assert db.change_status(database, "DK19990101-0001", "已通过", "", "x") is None
+    assert applications.change_status(database, "DK19990101-0001", "已通过", "", "x") is None
     with pytest.raises(ValueError):
-        db.change_status(database, ref, "批准", "", "x")
-    assert db.get_application(database, "nope") is None
+        applications.change_status(database, ref, "批准", "", "x")
+    assert applications.get_application(database, "nope") is None
 
 
 # --- many users at once ------------------------------------------------------------------
@@ -575,7 +575,7 @@ def test_twenty_users_in_four_processes_get_unique_references(tmp_path):
                         print(reply.split("编号是：")[1].split()[0])
         app.extensions["bot"].close()
     """)
-    db.migrate(tmp_path / "bot.db")
+    migrations.migrate(tmp_path / "bot.db")
     start = str(time.time() + 3.0)
     procs = [subprocess.Popen([sys.executable, "-c", script, start, str(w)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for w in range(4)]
@@ -583,7 +583,7 @@ def test_twenty_users_in_four_processes_get_unique_references(tmp_path):
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
     printed = [ref for out, _ in outputs for ref in out.split()]
     assert len(printed) == 20 and len(set(printed)) == 20
-    database = db.connect(tmp_path / "bot.db")
+    database = engine.connect(tmp_path / "bot.db")
     stored = [r["ref"] for r in database["applications"].rows]
     assert sorted(stored) == sorted(printed)
     assert sorted(int(r[-4:]) for r in stored if r.startswith("PX")) == list(range(1, 13))
@@ -610,7 +610,7 @@ def test_numbers_appear_only_in_the_summary_never_in_logs_or_the_database_file(
     logs = caplog.text + capfd.readouterr().err
     for number in (PHONE, ID, "13900001111", "110105194912310021", "1381234567"):
         assert number not in logs
-    database = db.connect(settings.storage.database)
+    database = engine.connect(settings.storage.database)
     database.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     database.close()
     for path in settings.storage.database.parent.glob("bot.db*"):

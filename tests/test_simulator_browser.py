@@ -9,7 +9,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from werkzeug.serving import make_server
 
-from bot import create_app, db
+from bot import create_app
+from bot.storage import engine, push
 from tests.conftest import make_settings
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -62,7 +63,7 @@ def page(browser: Browser, base_url: str) -> Iterator[Page]:
 
 @pytest.fixture
 def database(settings):
-    database = db.connect(settings.storage.database)
+    database = engine.connect(settings.storage.database)
     yield database
     database.close()
 
@@ -117,23 +118,23 @@ def test_follow_gets_the_welcome(page: Page):
 
 
 def test_pushed_messages_appear_marked_as_pushes(page: Page, database):
-    db.enqueue_message(database, "demo-user-1", "培训开班通知：12月8日开课", "announce")
-    push = page.locator(".row.push .msg")
-    expect(push).to_contain_text("培训开班通知：12月8日开课", timeout=10_000)
-    expect(push).to_contain_text("推送消息")
-    db.add_to_inbox(database, "demo-user-1", "第二条推送")
-    expect(push).to_have_count(2, timeout=10_000)
+    push.enqueue_message(database, "demo-user-1", "培训开班通知：12月8日开课", "announce")
+    pushed = page.locator(".row.push .msg")
+    expect(pushed).to_contain_text("培训开班通知：12月8日开课", timeout=10_000)
+    expect(pushed).to_contain_text("推送消息")
+    push.add_to_inbox(database, "demo-user-1", "第二条推送")
+    expect(pushed).to_have_count(2, timeout=10_000)
     # Someone else's pushes stay in their own chat.
-    db.add_to_inbox(database, "demo-user-2", "给李师傅的推送")
+    push.add_to_inbox(database, "demo-user-2", "给李师傅的推送")
     page.wait_for_timeout(2_000)
-    expect(push).to_have_count(2)
+    expect(pushed).to_have_count(2)
 
 
 def test_markup_in_replies_and_pushes_is_shown_as_text(page: Page, database):
     page.get_by_role("button", name="更多").click()
     page.get_by_role("button", name="联系我们").click()
     expect(bot_bubbles(page).last).to_contain_text(ADDRESS)
-    db.add_to_inbox(database, "demo-user-1", "<script>window.pwned = 2</script><b>粗</b>")
+    push.add_to_inbox(database, "demo-user-1", "<script>window.pwned = 2</script><b>粗</b>")
     expect(page.locator(".row.push .msg")).to_contain_text("<script>window.pwned = 2</script><b>粗</b>",
                                                           timeout=10_000)
     assert page.locator("#log b, #log script, #log img").count() == 0

@@ -7,22 +7,22 @@ import textwrap
 import threading
 import time
 
-from bot import db
+from bot.storage import engine, migrations, user_state
 from tests.conftest import ROOT
 
 
 def test_a_writer_waits_for_another_threads_transaction_then_succeeds(tmp_path):
     path = tmp_path / "bot.db"
-    db.migrate(path)
-    holder, waiter = db.connect(path), db.connect(path)
+    migrations.migrate(path)
+    holder, waiter = engine.connect(path), engine.connect(path)
     done = []
 
     def write_while_held() -> None:
-        db.save_state(waiter, "o-b", {"n": 2})
+        user_state.save_state(waiter, "o-b", {"n": 2})
         done.append(time.monotonic())
 
-    with db.transaction(holder):
-        db.save_state(holder, "o-a", {"n": 1})
+    with engine.transaction(holder):
+        user_state.save_state(holder, "o-a", {"n": 1})
         thread = threading.Thread(target=write_while_held)
         thread.start()
         time.sleep(0.3)
@@ -30,28 +30,28 @@ def test_a_writer_waits_for_another_threads_transaction_then_succeeds(tmp_path):
         committed = time.monotonic()
     thread.join(5)
     assert done and done[0] >= committed
-    assert db.load_state(holder, "o-b") == {"n": 2}
+    assert user_state.load_state(holder, "o-b") == {"n": 2}
 
 
 def test_a_writer_waits_for_another_process_then_succeeds(tmp_path):
     path = tmp_path / "bot.db"
-    db.migrate(path)
+    migrations.migrate(path)
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
-        from bot import db
-        database = db.connect({str(path)!r})
-        with db.transaction(database):
-            db.save_state(database, "o-a", {{"n": 1}})
+        from bot.storage import engine, migrations, user_state
+        database = engine.connect({str(path)!r})
+        with engine.transaction(database):
+            user_state.save_state(database, "o-a", {{"n": 1}})
             print("holding", flush=True)
             time.sleep(0.5)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "holding"
-    database = db.connect(path)
+    database = engine.connect(path)
     database.conn.execute("PRAGMA busy_timeout=100")  # only the write lock may do the waiting
     start = time.monotonic()
-    db.save_state(database, "o-b", {"n": 2})
+    user_state.save_state(database, "o-b", {"n": 2})
     assert time.monotonic() - start > 0.2
     assert proc.wait(10) == 0
-    assert db.load_state(database, "o-a") == {"n": 1}
+    assert user_state.load_state(database, "o-a") == {"n": 1}

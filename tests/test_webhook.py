@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bot import db
+from bot.storage import engine, migrations, push, user_state
 from tests import wx
 from tests.conftest import Chat, create_app, make_settings, wait_for
 from tests.fake_wechat import FakeWeChat
@@ -39,7 +39,7 @@ def test_get_with_wrong_or_missing_signature_is_refused(client, q):
 def test_post_with_wrong_signature_is_refused_and_not_processed(client, app):
     resp = post(client, wx.text_xml("o-forger", "菜单"), q=wx.query(token="wrong-token"))
     assert resp.status_code == 403
-    database = db.connect(app.extensions["bot"].settings.storage.database)
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
     assert database["messages"].count == 0
 
 
@@ -48,7 +48,7 @@ def test_post_with_wrong_signature_is_refused_and_not_processed(client, app):
 def test_text_gets_main_menu_and_is_logged(chat, app):
     reply = chat.say("菜单")
     assert MENU_MARK in reply and "8. 联系我们" in reply
-    database = db.connect(app.extensions["bot"].settings.storage.database)
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
     row = next(database["messages"].rows)
     assert row["openid"] == chat.openid and row["content"] == "菜单" and row["msg_type"] == "text"
     assert MENU_MARK in row["reply"] and row["latency_ms"] >= 0 and row["msg_id"]
@@ -135,7 +135,7 @@ def test_retry_gets_same_reply_and_is_logged_once(chat, app):
     first = chat.post(xml).get_data(as_text=True)
     second = chat.post(xml).get_data(as_text=True)
     assert wx.reply_content(first) == wx.reply_content(second) != ""
-    database = db.connect(app.extensions["bot"].settings.storage.database)
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
     assert database["messages"].count == 1
 
 
@@ -143,7 +143,7 @@ def test_event_retry_is_deduped_by_openid_and_create_time(chat, app):
     xml = wx.event_xml(chat.openid, "subscribe", create_time=1700000000)
     chat.post(xml)
     chat.post(xml)
-    database = db.connect(app.extensions["bot"].settings.storage.database)
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
     assert database["messages"].count == 1
 
 
@@ -173,7 +173,7 @@ def test_two_processes_receiving_the_same_retry_process_it_once(tmp_path):
                            content_type="text/xml")
         print(resp.status_code)
     """)
-    db.migrate(tmp_path / "bot.db")  # the schema exists before both start, as in production
+    migrations.migrate(tmp_path / "bot.db")  # the schema exists before both start, as in production
     start = str(time.time() + 2.0)
     procs = [subprocess.Popen([sys.executable, "-c", script, start], stdout=subprocess.PIPE, text=True)
              for _ in range(2)]
@@ -199,7 +199,7 @@ def test_a_resend_while_the_answer_is_being_written_gets_success_at_once(tmp_pat
     # Once answered, a resend gets the same reply again.
     assert wx.reply_content(post(client, xml).get_data(as_text=True)) == wx.reply_content(first[0])
     app.extensions["bot"].close()
-    assert db.connect(tmp_path / "bot.db")["messages"].count == 1
+    assert engine.connect(tmp_path / "bot.db")["messages"].count == 1
 
 
 def test_a_message_whose_worker_died_mid_answer_is_answered_on_the_resend(tmp_path):
@@ -218,7 +218,7 @@ def test_a_message_whose_worker_died_mid_answer_is_answered_on_the_resend(tmp_pa
         app.test_client().post("/wechat?" + wx.query(), content_type="text/xml",
                                data=wx.text_xml("o-crash", "菜单", msg_id=6262).encode())
     """)
-    db.migrate(tmp_path / "bot.db")
+    migrations.migrate(tmp_path / "bot.db")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "answering"
@@ -244,7 +244,7 @@ def test_a_resend_of_an_answered_message_changes_nothing_and_gets_the_first_repl
     answer = wx.text_xml("o-twice", "3万", msg_id=7373)
     first = wx.reply_content(chat.post(answer).get_data(as_text=True))
     assert "做什么" in first
-    database = db.connect(tmp_path / "bot.db")
+    database = engine.connect(tmp_path / "bot.db")
     form = database.conn.execute("SELECT step, attempts, data FROM dialogues").fetchone()
     # The handlers see "3万" again at the next question; what they did is undone.
     assert wx.reply_content(chat.post(answer).get_data(as_text=True)) == first
@@ -253,7 +253,7 @@ def test_a_resend_of_an_answered_message_changes_nothing_and_gets_the_first_repl
         "SELECT COUNT(*) FROM messages WHERE msg_id = '7373'").fetchone()[0] == 1
     # Nothing was left holding the write lock.
     database.conn.execute("PRAGMA busy_timeout=200")
-    db.save_state(database, "o-other", {"more": []})
+    user_state.save_state(database, "o-other", {"more": []})
     app.extensions["bot"].close()
 
 
@@ -278,13 +278,13 @@ def test_slow_answer_goes_out_later_in_demo_mode(tmp_path):
     resp = chat.post(wx.text_xml("o-slow", "菜单", msg_id=99))
     # "success" comes back without waiting for the slow handler (WeChat gives up at 5 s).
     assert resp.get_data(as_text=True) == "success" and time.time() - started < 1.5
-    database = db.connect(settings.storage.database)
-    assert wait_for(lambda: db.inbox_since(database, "o-slow", 0))
-    assert MENU_MARK in db.inbox_since(database, "o-slow", 0)[0]["text"]
+    database = engine.connect(settings.storage.database)
+    assert wait_for(lambda: push.inbox_since(database, "o-slow", 0))
+    assert MENU_MARK in push.inbox_since(database, "o-slow", 0)[0]["text"]
     # WeChat's retry of the same message is not answered twice.
     assert chat.post(wx.text_xml("o-slow", "菜单", msg_id=99)).get_data(as_text=True) == "success"
     app.extensions["bot"].close()
-    assert len(db.inbox_since(database, "o-slow", 0)) == 1
+    assert len(push.inbox_since(database, "o-slow", 0)) == 1
 
 
 def test_slow_answer_goes_out_through_customer_service_api(tmp_path):
@@ -405,7 +405,7 @@ def test_simulator_is_off_when_disabled(tmp_path):
 def test_simulator_send_goes_through_webhook(client, app):
     resp = client.post("/simulator/api/send", json={"openid": "o-sim", "text": "菜单"})
     assert MENU_MARK in resp.get_json()["reply"]
-    database = db.connect(app.extensions["bot"].settings.storage.database)
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
     assert database["messages"].count == 1
 
 

@@ -1,0 +1,127 @@
+"""The message log (which doubles as the record of what was answered), subscribers, and
+the questions kept for staff."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from bot.storage.engine import commit, now, query
+
+
+@dataclass(frozen=True)
+class SeenMessage:
+    """A message already answered: its stored reply, if one was given in time."""
+    state: str
+    reply: str | None
+    reply_kind: str | None
+
+
+def find_message(db: Database, key: str) -> SeenMessage | None:
+    """The record of a message answered before (WeChat resends until it gets an answer)."""
+    row = db.conn.execute(
+        "SELECT state, reply, reply_kind FROM messages WHERE dedupe_key = ?", (key,)
+    ).fetchone()
+    return None if row is None else SeenMessage(*row)
+
+
+def record_message(db: Database, key: str, openid: str, msg_id: str, msg_type: str,
+                   content: str, received_at: float, reply: str, reply_kind: str,
+                   topic: str | None, band: str | None, state: str) -> None:
+    """Log a message with the reply it got (state: replied, or deferred past the budget).
+
+    The key is unique: recording a message twice raises sqlite3.IntegrityError.
+    """
+    db.conn.execute(
+        "INSERT INTO messages (dedupe_key, openid, msg_id, msg_type, content, received_at,"
+        " reply, reply_kind, topic, band, state, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?,"
+        " ?, ?, ?, ?)",
+        (key, openid, msg_id, msg_type, content, received_at, reply, reply_kind, topic, band,
+         state, (now() - received_at) * 1000),
+    )
+    commit(db)
+
+
+def recent_messages(db: Database, openid: str, limit: int = 50) -> list[dict[str, Any]]:
+    """A subscriber's latest messages with the bot's replies, newest first."""
+    return query(db,
+        "SELECT * FROM messages WHERE openid = ? ORDER BY received_at DESC, id DESC LIMIT ?",
+        [openid, limit])
+
+
+LAST_SEEN_PRECISION = 60.0  # seconds
+
+
+def touch_subscriber(db: Database, openid: str, subscribed: bool | None = None) -> float:
+    """Note that a user interacted (opens the 48-hour window); track (un)subscription.
+
+    Returns the last-seen time now stored, which may be up to LAST_SEEN_PRECISION old."""
+    t = now()
+    if subscribed is None:
+        # Most messages come in bursts from the same user: a minute's precision is plenty
+        # for a 48-hour window and spares a write transaction per message.
+        row = db.conn.execute("SELECT last_seen_at FROM subscribers WHERE openid = ?",
+                              (openid,)).fetchone()
+        if row is not None and row[0] is not None and t - row[0] < LAST_SEEN_PRECISION:
+            return row[0]
+    db.conn.execute(
+        "INSERT INTO subscribers (openid, subscribed, subscribed_at, last_seen_at)"
+        " VALUES (?, 1, ?, ?) ON CONFLICT(openid) DO UPDATE SET last_seen_at = excluded.last_seen_at",
+        (openid, t, t),
+    )
+    if subscribed is True:
+        db.conn.execute("UPDATE subscribers SET subscribed = 1, subscribed_at = ? WHERE openid = ?",
+                        (t, openid))
+    elif subscribed is False:
+        db.conn.execute("UPDATE subscribers SET subscribed = 0, unsubscribed_at = ? WHERE openid = ?",
+                        (t, openid))
+    commit(db)
+    return t
+
+
+def record_unanswered(db: Database, openid: str, question: str, band: str,
+                      best_topic: str | None, score: float) -> None:
+    """Keep a question the bot could not answer, for staff to review."""
+    db.conn.execute(
+        "INSERT INTO unanswered (openid, question, band, best_topic, score, status, created_at)"
+        " VALUES (?, ?, ?, ?, ?, 'open', ?)",
+        (openid, question, band, best_topic, score, now()),
+    )
+    commit(db)
+
+
+def subscribed_openids(db: Database) -> list[str]:
+    """Every current subscriber."""
+    return [r[0] for r in db.conn.execute(
+        "SELECT openid FROM subscribers WHERE subscribed = 1 ORDER BY openid")]
+
+
+def mark_unsubscribed(db: Database, openid: str) -> None:
+    """WeChat says the user no longer follows the account (43004)."""
+    db.conn.execute("UPDATE subscribers SET subscribed = 0, unsubscribed_at = ? WHERE openid = ?",
+                    (now(), openid))
+    commit(db)
+
+
+def open_unanswered(db: Database, limit: int = 500) -> list[dict[str, Any]]:
+    """Questions still waiting for review, newest first."""
+    return query(db, "SELECT * FROM unanswered WHERE status = 'open'"
+                      " ORDER BY created_at DESC, id DESC LIMIT ?", [limit])
+
+
+def get_unanswered(db: Database, row_id: int) -> dict[str, Any] | None:
+    """One unanswered question by id."""
+    rows = query(db, "SELECT * FROM unanswered WHERE id = ?", [row_id])
+    return rows[0] if rows else None
+
+
+def close_unanswered(db: Database, ids: list[int], status: str) -> int:
+    """Take open questions off the review list (status: added or out_of_scope)."""
+    if not ids:
+        return 0
+    marks = ",".join("?" * len(ids))
+    cur = db.conn.execute(f"UPDATE unanswered SET status = ? WHERE status = 'open' AND id IN ({marks})",
+                          [status, *ids])
+    commit(db)
+    return cur.rowcount

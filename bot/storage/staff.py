@@ -1,0 +1,159 @@
+"""Staff accounts and sign-in lock-out, the audit log, hand-offs to a person, and the
+statistics the console shows."""
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from sqlite_utils import Database
+
+from bot.storage.engine import commit, immediate, now, query
+
+
+def add_staff(db: Database, username: str, password_hash: str) -> bool:
+    """Create a staff account; False when the name is taken."""
+    try:
+        db.conn.execute("INSERT INTO staff (username, password_hash, created_at) VALUES (?, ?, ?)",
+                        (username, password_hash, now()))
+    except sqlite3.IntegrityError:
+        return False
+    commit(db)
+    return True
+
+
+def set_staff_password(db: Database, username: str, password_hash: str) -> bool:
+    """Replace a staff member's password hash and end their sessions; False if no such account."""
+    cur = db.conn.execute("UPDATE staff SET password_hash = ?, sessions_valid_after = ?"
+                          " WHERE username = ?", (password_hash, now(), username))
+    commit(db)
+    return cur.rowcount > 0
+
+
+def get_staff(db: Database, username: str) -> dict[str, Any] | None:
+    """A staff account by user name."""
+    rows = query(db, "SELECT * FROM staff WHERE username = ?", [username])
+    return rows[0] if rows else None
+
+
+def end_sessions(db: Database, username: str) -> None:
+    """Refuse every session the staff member signed in with so far (sign-out)."""
+    db.conn.execute("UPDATE staff SET sessions_valid_after = ? WHERE username = ?", (now(), username))
+    commit(db)
+
+
+def locked_until(db: Database, username: str) -> float | None:
+    """When a user name's sign-in lock ends, if it is locked now."""
+    row = db.conn.execute("SELECT locked_until FROM login_failures WHERE username = ?",
+                          (username,)).fetchone()
+    return row[0] if row and row[0] and row[0] > now() else None
+
+
+def record_login_failure(db: Database, username: str, max_failures: int,
+                         lock_seconds: float) -> float | None:
+    """Count a failed sign-in; lock the name once max_failures is reached. Returns the lock end."""
+    with immediate(db):
+        row = db.conn.execute("SELECT failures FROM login_failures WHERE username = ?",
+                              (username,)).fetchone()
+        failures = (row[0] if row else 0) + 1
+        until = now() + lock_seconds if failures >= max_failures else None
+        db.conn.execute(
+            "INSERT INTO login_failures (username, failures, locked_until) VALUES (?, ?, ?)"
+            " ON CONFLICT(username) DO UPDATE SET failures = excluded.failures,"
+            " locked_until = excluded.locked_until",
+            # A lock starts a fresh count, so the next lock needs max_failures again.
+            (username, 0 if until else failures, until),
+        )
+    return until
+
+
+def record_login_success(db: Database, username: str) -> None:
+    """Clear a user name's failures and note the sign-in time."""
+    db.conn.execute("DELETE FROM login_failures WHERE username = ?", (username,))
+    db.conn.execute("UPDATE staff SET last_login_at = ? WHERE username = ?", (now(), username))
+    commit(db)
+
+
+def audit(db: Database, staff: str, action: str, detail: str = "") -> None:
+    """Write one staff action to the audit log."""
+    db.conn.execute("INSERT INTO audit_log (staff, action, detail, created_at) VALUES (?, ?, ?, ?)",
+                    (staff, action, detail, now()))
+    commit(db)
+
+
+def audit_entries(db: Database, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
+    """Audit log entries, newest first."""
+    return query(db, "SELECT * FROM audit_log ORDER BY id DESC LIMIT ? OFFSET ?",
+                      [limit, offset])
+
+
+def request_human(db: Database, openid: str, text: str = "") -> int:
+    """Note that a user asked for a person; an open request is reused. Returns its id."""
+    with immediate(db):
+        row = db.conn.execute("SELECT id FROM handoffs WHERE openid = ? AND status = 'open'",
+                              (openid,)).fetchone()
+        if row:
+            if text:
+                db.conn.execute("UPDATE handoffs SET text = ? WHERE id = ?", (text, row[0]))
+            return int(row[0])
+        cur = db.conn.execute(
+            "INSERT INTO handoffs (openid, text, status, created_at) VALUES (?, ?, 'open', ?)",
+            (openid, text, now()))
+        return int(cur.lastrowid)
+
+
+def open_handoffs(db: Database) -> list[dict[str, Any]]:
+    """Open requests for a person, oldest first."""
+    return query(db, "SELECT * FROM handoffs WHERE status = 'open' ORDER BY created_at, id")
+
+
+def close_handoff(db: Database, openid: str, staff: str) -> int:
+    """Mark a user's open request answered; returns how many were closed."""
+    cur = db.conn.execute(
+        "UPDATE handoffs SET status = 'closed', closed_at = ?, closed_by = ?"
+        " WHERE openid = ? AND status = 'open'", (now(), staff, openid))
+    commit(db)
+    return cur.rowcount
+
+
+def recent_conversations(db: Database, limit: int = 100) -> list[dict[str, Any]]:
+    """Subscribers by latest message, with that message and their message count."""
+    return query(db,
+        "SELECT m.openid, m.content, m.received_at, c.n FROM messages m JOIN"
+        " (SELECT openid, MAX(id) AS last_id, COUNT(*) AS n FROM messages GROUP BY openid) c"
+        " ON m.id = c.last_id ORDER BY m.received_at DESC LIMIT ?", [limit])
+
+
+def messages_per_day(db: Database, since: float, utc_offset_hours: float = 8) -> list[dict[str, Any]]:
+    """Inbound messages per local calendar day since a time (China time by default)."""
+    return query(db,
+        "SELECT date(received_at + ? * 3600, 'unixepoch') AS day, COUNT(*) AS n FROM messages"
+        " WHERE received_at >= ? GROUP BY day ORDER BY day", [utc_offset_hours, since])
+
+
+def top_topics(db: Database, since: float, limit: int = 10) -> list[dict[str, Any]]:
+    """Most-answered topics since a time."""
+    return query(db,
+        "SELECT topic, COUNT(*) AS n FROM messages WHERE received_at >= ? AND topic IS NOT NULL"
+        " AND topic != '' GROUP BY topic ORDER BY n DESC, topic LIMIT ?", [since, limit])
+
+
+def band_counts(db: Database, since: float) -> dict[str, int]:
+    """How many questions were answered, suggested or not understood since a time."""
+    return {r["band"]: r["n"] for r in query(db,
+        "SELECT band, COUNT(*) AS n FROM messages WHERE received_at >= ?"
+        " AND band IN ('answer', 'suggest', 'unknown') GROUP BY band", [since])}
+
+
+def new_subscribers(db: Database, since: float) -> int:
+    """Subscribers who followed since a time and still follow."""
+    return db.conn.execute("SELECT COUNT(*) FROM subscribers WHERE subscribed = 1"
+                           " AND subscribed_at >= ?", (since,)).fetchone()[0]
+
+
+def application_counts(db: Database, column: str) -> list[dict[str, Any]]:
+    """How many applications per course, township, status or type (the console overview)."""
+    if column not in ("course_name", "township", "status", "type"):
+        raise ValueError(f"cannot count applications by {column}")
+    return query(db,
+        f"SELECT {column} AS value, COUNT(*) AS n FROM applications"
+        f" WHERE {column} IS NOT NULL AND {column} != '' GROUP BY {column} ORDER BY n DESC, value")
