@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot import outbox  # noqa: E402
-from bot.wechat import WeChatApi  # noqa: E402
+from bot.wechat.client import WeChatApi  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
 from tests.fake_wechat import FakeWeChat  # noqa: E402
 

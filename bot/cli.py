@@ -490,7 +490,7 @@ def menu_push(settings: Settings) -> None:
 
     from wechatpy.exceptions import WeChatClientException
 
-    from bot.wechat import menu_json
+    from bot.wechat.client import menu_json
     if not settings.menu:
         raise click.ClickException("配置文件里没有 [[menu]]，无法发布菜单")
     try:

@@ -47,7 +47,7 @@ from wechatpy.exceptions import WeChatClientException
 
 from bot.settings import PushSettings, Settings
 from bot.storage import applications, engine, messages, migrations, push
-from bot.wechat import SQLiteSessionStorage, WeChatApi
+from bot.wechat.client import SQLiteSessionStorage, WeChatApi
 
 logger = logging.getLogger(__name__)
 

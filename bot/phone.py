@@ -13,7 +13,7 @@ import xmltodict
 from flask import Flask
 
 from bot.settings import Settings
-from bot.wechat import Crypto
+from bot.wechat.protocol import Crypto
 
 _msg_ids = itertools.count(int(time.time() * 1000) * 1000 + secrets.randbelow(1000))
 

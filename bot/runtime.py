@@ -23,7 +23,8 @@ from bot.privacy import Vault, load_or_create_key, mask_text
 from bot.router import Context, Inbound, Reply, Router
 from bot.settings import Settings
 from bot.storage import engine, messages, migrations, push
-from bot.wechat import Crypto, SQLiteSessionStorage, WeChatApi
+from bot.wechat.client import SQLiteSessionStorage, WeChatApi
+from bot.wechat.protocol import Crypto
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from wechatpy.exceptions import InvalidSignatureException
 from werkzeug.datastructures import MultiDict
 
 from bot import runtime as current_runtime
-from bot import wechat
 from bot.runtime import Runtime
+from bot.wechat import protocol as wechat
 
 bp = Blueprint("webhook", __name__)
 logger = logging.getLogger(__name__)

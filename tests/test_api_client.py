@@ -13,7 +13,7 @@ from wechatpy.exceptions import WeChatClientException
 
 from bot.settings import MenuButton
 from bot.storage import engine, migrations
-from bot.wechat import SQLiteSessionStorage, WeChatApi, menu_json
+from bot.wechat.client import SQLiteSessionStorage, WeChatApi, menu_json
 from tests import wx
 from tests.fake_wechat import CUSTOM, TOKEN
 

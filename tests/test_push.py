@@ -406,7 +406,7 @@ def test_menu_push_in_demo_mode_prints_and_sends_nothing(tmp_path, wechat_api):
 
 def test_shipped_menu_is_valid_for_wechat():
     from bot.settings import load_settings
-    from bot.wechat import menu_json
+    from bot.wechat.client import menu_json
     body = menu_json(load_settings(ROOT / "config.toml").menu)
     keys = [s["key"] for b in body["button"] for s in b.get("sub_button", [b])]
     assert "MENU_NEWS" in keys and len(body["button"]) == 3

@@ -1,0 +1,1 @@
+"""WeChat: the message protocol (protocol.py) and the API client (client.py)."""
