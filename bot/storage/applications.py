@@ -108,7 +108,8 @@ def list_applications(db: Database, type_: str | None = None, course_id: str | N
     created_at in [since, until), and search (a substring of the name or the reference
     number). Rows carry phone and ID encrypted (phone_enc, id_enc) and masked.
     """
-    where, params = ["1 = 1"], []
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
     for column, value in (("type", type_), ("course_id", course_id), ("status", status),
                           ("township", township)):
         if value:

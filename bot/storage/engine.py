@@ -137,9 +137,15 @@ class _Connection(sqlite3.Connection):
     def _after(self) -> None:
         # Held until the transaction ends: at once for a statement in autocommit mode,
         # at COMMIT or ROLLBACK otherwise.
-        if self._holding and not self.in_transaction:
+        if self._holding and not self.in_transaction and self.write_lock is not None:
             self._holding = False
             self.write_lock.release()
+
+
+def _connection(db: Database) -> _Connection:
+    conn = db.conn
+    assert isinstance(conn, _Connection), "open databases with engine.connect()"
+    return conn
 
 
 def connect(path: str | Path, autocheckpoint: bool = True) -> Database:
@@ -170,13 +176,14 @@ def checkpoint(db: Database) -> None:
     part of the WAL, so it is never started afresh and would grow without end; past
     WAL_RESTART_PAGES writers queue on the write lock while a restarting checkpoint runs.
     """
-    _busy, pages, _copied = db.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    if pages > WAL_RESTART_PAGES:
-        db.conn.write_lock.acquire()
+    conn = _connection(db)
+    _busy, pages, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    if pages > WAL_RESTART_PAGES and conn.write_lock is not None:
+        conn.write_lock.acquire()
         try:
-            db.conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
         finally:
-            db.conn.write_lock.release()
+            conn.write_lock.release()
 
 
 @contextlib.contextmanager
@@ -186,7 +193,7 @@ def immediate(db: Database) -> Iterator[Database]:
     Inside transaction() it becomes a savepoint of the open transaction, which then holds
     the write lock until that transaction commits.
     """
-    conn = db.conn
+    conn = _connection(db)
     if not conn.batched:
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -215,7 +222,7 @@ def transaction(db: Database) -> Iterator[Database]:
     The write lock is taken by the first write, not on entry, so the reading and matching
     before it run beside other processes' writes. Not reentrant.
     """
-    conn = db.conn
+    conn = _connection(db)
     conn.batched = True
     try:
         yield db
@@ -236,7 +243,7 @@ def savepoint(db: Database) -> Iterator[Database]:
     that would start SQLite's transaction, and its read snapshot, before the first write
     takes the write lock; everything written so far is then the block's own to roll back.
     """
-    conn = db.conn
+    conn = _connection(db)
     if not conn.batched:
         with transaction(db):
             yield db
@@ -269,8 +276,15 @@ def query(db: Database, sql: str, params: Any = ()) -> list[dict[str, Any]]:
 
 def commit(db: Database) -> None:
     """End a verb's write: commit it, unless a transaction() commits later."""
-    if not db.conn.batched:
-        db.conn.commit()
+    conn = _connection(db)
+    if not conn.batched:
+        conn.commit()
+
+
+def inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The rowid an INSERT just made."""
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
 
 
 def now() -> float:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from bot.storage.engine import commit, immediate, now, query
+from bot.storage.engine import commit, immediate, inserted_id, now, query
 
 
 def enqueue_message(db: Database, openid: str, text: str, source: str) -> int:
@@ -24,7 +24,7 @@ def enqueue_message(db: Database, openid: str, text: str, source: str) -> int:
         (openid, text, source, now(), now()),
     )
     commit(db)
-    return int(cur.lastrowid)
+    return inserted_id(cur)
 
 
 def claim_outbox(db: Database, limit: int = 20, lease_seconds: float = 60.0) -> list[dict[str, Any]]:
@@ -77,7 +77,7 @@ def add_announcement(db: Database, text: str, url: str, audience: str, created_b
         "INSERT INTO announcements (text, url, audience, created_by, created_at)"
         " VALUES (?, ?, ?, ?, ?)", (text, url, audience, created_by, now()))
     commit(db)
-    return int(cur.lastrowid)
+    return inserted_id(cur)
 
 
 def get_announcement(db: Database, announcement_id: int) -> dict[str, Any] | None:
@@ -109,9 +109,9 @@ def create_push_job(db: Database, announcement_id: int, openids: list[str]) -> i
             return int(row[0])
         t = now()
         unique = list(dict.fromkeys(openids))
-        job_id = int(db.conn.execute(
+        job_id = inserted_id(db.conn.execute(
             "INSERT INTO push_jobs (announcement_id, status, total, created_at)"
-            " VALUES (?, 'queued', ?, ?)", (announcement_id, len(unique), t)).lastrowid)
+            " VALUES (?, 'queued', ?, ?)", (announcement_id, len(unique), t)))
         db.conn.executemany(
             "INSERT INTO push_recipients (job_id, openid, status, attempts, next_attempt_at,"
             " updated_at) VALUES (?, ?, 'pending', 0, ?, ?)",
@@ -327,7 +327,8 @@ def push_counts(db: Database, job_id: int) -> dict[str, Any]:
 def push_recipient_rows(db: Database, job_id: int, status: str | None = None,
                         limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     """A job's recipients with status, channel, error code and attempts."""
-    where, params = "job_id = ?", [job_id]
+    where = "job_id = ?"
+    params: list[Any] = [job_id]
     if status is not None:
         where += " AND status = ?"
         params.append(status)

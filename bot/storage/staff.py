@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from bot.storage.engine import commit, immediate, now, query
+from bot.storage.engine import commit, immediate, inserted_id, now, query
 
 
 def add_staff(db: Database, username: str, password_hash: str) -> bool:
@@ -98,7 +98,7 @@ def request_human(db: Database, openid: str, text: str = "") -> int:
         cur = db.conn.execute(
             "INSERT INTO handoffs (openid, text, status, created_at) VALUES (?, ?, 'open', ?)",
             (openid, text, now()))
-        return int(cur.lastrowid)
+        return inserted_id(cur)
 
 
 def open_handoffs(db: Database) -> list[dict[str, Any]]:
