@@ -34,7 +34,7 @@ def cli(ctx: click.Context, config_path: Path) -> None:
 def make_app(settings: Settings) -> Any:
     """Create the app, turning start-up errors into one clear line."""
     from bot import create_app
-    from bot.knowledge import KnowledgeError
+    from bot.knowledge.load import KnowledgeError
     try:
         return create_app(settings)
     except (SettingsError, KnowledgeError) as exc:
@@ -167,9 +167,9 @@ def evaluate_file(settings: Settings, tsv: Path) -> None:
 
     Example: python run.py eval ../shared/dev-questions.tsv
     """
-    from bot.evaluation import EvaluationError, evaluate
-    from bot.knowledge import KnowledgeError, load_knowledge
-    from bot.matcher import Matcher
+    from bot.matching.evaluation import EvaluationError, evaluate
+    from bot.knowledge.load import KnowledgeError, load_knowledge
+    from bot.matching.matcher import Matcher
 
     try:
         matcher = Matcher(load_knowledge(settings.matcher.policies_dir), settings.matcher)
@@ -187,7 +187,7 @@ def policies() -> None:
 @click.pass_obj
 def policies_check(settings: Settings) -> None:
     """Validate policies/*.toml and report every problem. Example: python run.py policies check"""
-    from bot.knowledge import check_knowledge
+    from bot.knowledge.load import check_knowledge
 
     problems = check_knowledge(settings.matcher.policies_dir, settings.matcher)
     for problem in problems:
@@ -203,7 +203,7 @@ def reload(settings: Settings) -> None:
     """Check the knowledge base, then make running workers load it. Example: python run.py reload"""
     import os
 
-    from bot.knowledge import KnowledgeError, load_knowledge
+    from bot.knowledge.load import KnowledgeError, load_knowledge
 
     folder = settings.matcher.policies_dir
     try:

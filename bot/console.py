@@ -26,7 +26,8 @@ from rapidfuzz import fuzz, process
 from werkzeug.exceptions import HTTPException
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from bot import db, export, get_db, knowledge_edit, outbox, runtime
+from bot import db, export, get_db, outbox, runtime
+from bot.knowledge import edit as knowledge_edit
 from bot.privacy import load_or_create_key
 
 bp = Blueprint("console", __name__, url_prefix="/admin",

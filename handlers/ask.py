@@ -6,8 +6,8 @@ by digit through the menu module), unknown (menu and hotline; kept for staff).
 from __future__ import annotations
 
 from bot import db
-from bot.library import Library
-from bot.matcher import Match
+from bot.knowledge.live import Library
+from bot.matching.matcher import Match
 from bot.privacy import mask_text
 from bot.router import Context, Inbound, Reply, Router
 from bot.settings import Settings

@@ -4,7 +4,7 @@ The policies/*.toml files stay the source of truth. An edit rewrites only the ed
 topic's tables inside its category file (comments and the other topics keep their
 text, so a git diff shows just the change), is checked like `policies check` on a copy
 of the folder first, and keeps the previous file in the backup folder. Running workers
-pick the new files up through bot.library's file watching.
+pick the new files up through bot.knowledge.live's file watching.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import tomli_w
 
-from bot.knowledge import DETAIL_FIELDS, SYNONYMS_FILE, check_knowledge
+from bot.knowledge.load import DETAIL_FIELDS, SYNONYMS_FILE, check_knowledge
 from bot.settings import MatcherSettings
 
 EDITABLE_FIELDS = ("title", "answer", "keywords", "examples")

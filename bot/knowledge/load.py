@@ -114,7 +114,7 @@ def load_knowledge(path: Path) -> KnowledgeBase:
 def check_knowledge(path: Path, settings: MatcherSettings) -> list[str]:
     """Every problem in the knowledge base at path: format, contract ids, confusable examples."""
     # Imported here because the matcher itself depends on this module.
-    from bot.matcher import Matcher
+    from bot.matching.matcher import Matcher
 
     path = Path(path)
     kb, problems = _read(path)

@@ -21,32 +21,21 @@ import heapq
 import logging
 import math
 import re
-import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Literal
 
-import cn2an
 import jieba
-from opencc import OpenCC
 from pypinyin import lazy_pinyin
 from rapidfuzz import fuzz, process
 
-from bot.knowledge import KnowledgeBase, Topic
+from bot.knowledge.load import KnowledgeBase, Topic
+from bot.matching.normalise import A_NOT_A, HAN, LATIN, MAX_QUERY_CHARS, normalise
+from bot.matching.pinyin import drop_particles, fuzzy, split_pinyin
+from bot.matching.speller import MAX_TERM, Speller
 from bot.settings import MatcherSettings
 
 Band = Literal["answer", "suggest", "unknown"]
-
-# Long voice transcriptions say what they want early; the cut keeps matching fast.
-MAX_INPUT_CHARS = 600
-MAX_QUERY_CHARS = 200
-
-# Spoken padding that carries no meaning; longest first so 我想问一下 goes before 问一下.
-FILLERS = (
-    "麻烦问一下", "麻烦问下", "我想问一下", "我想问下", "我想了解一下", "想问一下", "想问下",
-    "请问一下", "打听一下", "请问", "问一下", "你好", "您好", "那个", "这个", "就是说",
-    "然后呢", "一下", "嗯", "呃", "哈", "啊", "噻", "嘛", "哦", "呀", "啦", "咧", "嘞",
-)
 
 # Particles and pronouns that say nothing about the topic (kept out of word features).
 # Question words (哪里, 多少, 怎么) stay: inverse topic frequency already makes them cheap,
@@ -55,13 +44,6 @@ STOPWORDS = frozenset(
     "的 了 吗 呢 吧 么 是 我 你 他 她 它 我们 你们 他们 咱 咱们 俺 这 那 就 都 也 还 和 跟 与 或 "
     "在 给 把 被 让 对 从 向 到 得 地 着 过 个 些 一 不 没".split()
 )
-# Toneless pinyin of particles, dropped from questions typed in pinyin.
-PINYIN_STOPWORDS = (
-    ("shen", "me"), ("zen", "me"), ("zen", "yang"), ("ru", "he"), ("ke", "yi"), ("you", "mei"),
-    ("mei", "you"), ("na", "li"), ("duo", "shao"), ("wo", "men"), ("ni", "men"),
-    ("de",), ("le",), ("ma",), ("ne",), ("ba",), ("a",), ("ya",), ("la",), ("wo",), ("ni",),
-)
-
 # Words that put a question outside this knowledge base: other government services and
 # everyday topics villagers also ask about. They pull a topic's score down unless that
 # topic's own text uses the word.
@@ -83,29 +65,6 @@ OUT_OF_SCOPE_CUES = (
 )
 OUT_OF_SCOPE_FACTOR = 0.55
 
-# Standard Mandarin syllables, for splitting pinyin typed without spaces.
-SYLLABLES = frozenset("""
-a ai an ang ao ba bai ban bang bao bei ben beng bi bian biao bie bin bing bo bu ca cai can
-cang cao ce cen ceng cha chai chan chang chao che chen cheng chi chong chou chu chua chuai chuan
-chuang chui chun chuo ci cong cou cu cuan cui cun cuo da dai dan dang dao de dei deng di dia
-dian diao die ding diu dong dou du duan dui dun duo e ei en eng er fa fan fang fei fen feng fo
-fou fu ga gai gan gang gao ge gei gen geng gong gou gu gua guai guan guang gui gun guo ha hai han
-hang hao he hei hen heng hong hou hu hua huai huan huang hui hun huo ji jia jian jiang jiao jie
-jin jing jiong jiu ju juan jue jun ka kai kan kang kao ke ken keng kong kou ku kua kuai kuan
-kuang kui kun kuo la lai lan lang lao le lei leng li lia lian liang liao lie lin ling liu long
-lou lu luan lue lun luo lv ma mai man mang mao me mei men meng mi mian miao mie min ming miu mo
-mou mu na nai nan nang nao ne nei nen neng ni nian niang niao nie nin ning niu nong nou nu nuan
-nue nuo nv o ou pa pai pan pang pao pei pen peng pi pian piao pie pin ping po pou pu qi qia qian
-qiang qiao qie qin qing qiong qiu qu quan que qun ran rang rao re ren reng ri rong rou ru ruan
-rui run ruo sa sai san sang sao se sen seng sha shai shan shang shao she shei shen sheng shi shou
-shu shua shuai shuan shuang shui shun shuo si song sou su suan sui sun suo ta tai tan tang tao
-te teng ti tian tiao tie ting tong tou tu tuan tui tun tuo wa wai wan wang wei wen weng wo wu xi
-xia xian xiang xiao xie xin xing xiong xiu xu xuan xue xun ya yan yang yao ye yi yin ying yo yong
-you yu yuan yue yun za zai zan zang zao ze zei zen zeng zha zhai zhan zhang zhao zhe zhen zheng
-zhi zhong zhou zhu zhua zhuai zhuan zhuang zhui zhun zhuo zi zong zou zu zuan zui zun zuo
-""".split())
-MAX_SYLLABLE = 6
-
 # Feature weights by kind: words and syllable pairs carry the meaning, single syllables are
 # ambiguous (shi is 是, 十, 事, 市...) and only help pinyin input.
 KIND_WEIGHT = {"w": 1.0, "b": 1.0, "u": 0.25}
@@ -124,23 +83,6 @@ COVER_FLOOR = 0.7
 # Pinyin similarity (0-100) from which a question counts as repeating an example.
 NEAR_REPEAT = 60
 
-CN_NUMBER = re.compile(
-    r"(?:[0-9]+(?:\.[0-9]+)?|[零一二两三四五六七八九十]+)[十百千万亿][零一二两三四五六七八九十百千万亿0-9]*"
-)
-# "A-not-A" questions (要不要, 有没有, 允不允许) ask the same as the plain verb.
-A_NOT_A = re.compile(r"([\u4e00-\u9fff])[不没]\1")
-KEEP = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff]+")
-HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
-LATIN = re.compile(r"^[a-z]+$")
-# Phrases such as 教什么 or 贷多少 are keywords but not words: a typo of them is too likely
-# to be a different question (你叫什么 is not 你教什么), so the speller leaves them out.
-QUESTION_WORD = re.compile("什么|怎么|多少|哪|谁|几|啥|吗|呢|不|没")
-RUNS = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[a-z]+|[^a-z\u3400-\u4dbf\u4e00-\u9fff]+")
-# Longest knowledge-base term the speller and the jieba dictionary deal with.
-MAX_TERM = 6
-FILLER = re.compile("|".join(sorted(FILLERS, key=len, reverse=True)))
-
-_T2S = OpenCC("t2s")
 
 
 @dataclass(frozen=True)
@@ -174,51 +116,6 @@ class _Doc:
     features: frozenset[str]
 
 
-def normalise(text: str) -> str:
-    """Lower-case simplified Chinese without punctuation, emoji, spaces, fillers or A-not-A."""
-    text = unicodedata.normalize("NFKC", text[:MAX_INPUT_CHARS])
-    text = _T2S.convert(text).lower()
-    text = KEEP.sub("", text)
-    text = FILLER.sub("", text)
-    text = A_NOT_A.sub(r"\1", text)
-    return CN_NUMBER.sub(_arabic, text)
-
-
-def _arabic(m: re.Match[str]) -> str:
-    """五万 -> 50000, 2万 -> 20000; leaves words like 十佳 alone (no magnitude after them)."""
-    try:
-        value = cn2an.cn2an(m.group(0), "smart")
-    except (ValueError, KeyError):
-        return m.group(0)
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def fuzzy(syllable: str) -> str:
-    """Fold the sounds that southern speakers and hasty typists confuse: zh/z, n/l, ing/in..."""
-    if syllable == "shei":  # 谁: pypinyin reads shui, people type shei
-        return "sui"
-    if syllable[:2] in ("zh", "ch", "sh"):
-        syllable = syllable[0] + syllable[2:]
-    elif syllable[0] == "n" and len(syllable) > 1:
-        syllable = "l" + syllable[1:]
-    if syllable.endswith("ng") and syllable[-3] in "aei":
-        syllable = syllable[:-1]
-    return syllable.replace("v", "u")
-
-
-def split_pinyin(word: str) -> list[str] | None:
-    """Split pinyin typed without spaces into syllables (fewest pieces), or None if it is not."""
-    best: list[list[str] | None] = [None] * (len(word) + 1)
-    best[0] = []
-    for end in range(1, len(word) + 1):
-        for start in range(max(0, end - MAX_SYLLABLE), end):
-            head = best[start]
-            if head is not None and word[start:end] in SYLLABLES:
-                if best[end] is None or len(head) + 1 < len(best[end]):
-                    best[end] = head + [word[start:end]]
-    return best[-1]
-
-
 class Matcher:
     """Scores questions against one knowledge base; build once, then call match()."""
 
@@ -239,7 +136,7 @@ class Matcher:
                 for docs in prepared.values() for _, _, text in docs}
         vocabulary = {word for words in cuts.values() for word in [*words, *self._parts(words)]
                       if HAN.match(word) and 2 <= len(word) <= MAX_TERM and word not in STOPWORDS}
-        self._speller = _Speller(vocabulary, self._synonyms[1], self._tokenizer.FREQ)
+        self._speller = Speller(vocabulary, self._synonyms[1], self._tokenizer.FREQ)
         self._docs: list[_Doc] = []
         # feature -> number of documents using it; per topic: feature -> its documents using it
         self._doc_count: Counter[str] = Counter()
@@ -361,7 +258,7 @@ class Matcher:
             elif LATIN.match(word):
                 pieces = split_pinyin(word)
                 if pieces is not None:
-                    syllables.extend(_drop_particles(pieces))
+                    syllables.extend(drop_particles(pieces))
             else:
                 syllables.append("|")
         for i, syllable in enumerate(syllables):
@@ -485,117 +382,12 @@ def _combine(evidence: float, cover: float) -> float:
     return 100 * (1 - math.exp(-evidence / TAU)) * (COVER_FLOOR + (1 - COVER_FLOOR) * cover)
 
 
-class _Speller:
-    """Replaces homophone typos and typed pinyin with knowledge-base terms.
-
-    营页执照 -> 营业执照 and daikuan -> 贷款, so a typo or pinyin question gains the word
-    features of the term it means, not just its pinyin.
-    """
-
-    def __init__(self, vocabulary: set[str], synonyms: dict[str, str], words: dict[str, int]) -> None:
-        replacements = {word: word for word in vocabulary}
-        replacements.update((v, c) for v, c in synonyms.items() if HAN.match(v) and len(v) >= 2)
-        self._words = words
-        self._char_sounds: dict[str, str] = {}
-        # Pinyin -> replacement; None where two different terms sound alike. Typed hanzi are
-        # compared by each character's own reading (exact), typed pinyin by the term's
-        # reading as a phrase with fuzzy initials and finals.
-        self._exact: dict[tuple[str, ...], str | None] = {}
-        self._fuzzy: dict[tuple[str, ...], str | None] = {}
-        for term, target in sorted(replacements.items()):
-            if not all(HAN.match(c) for c in term) or len(term) > MAX_TERM or QUESTION_WORD.search(term):
-                continue
-            exact = tuple(self._sound(c) for c in term)
-            spoken = tuple(fuzzy(s) for s in lazy_pinyin(term))
-            for table, key in ((self._exact, exact), (self._fuzzy, spoken)):
-                table[key] = target if table.get(key, target) == target else None
-
-    def correct(self, text: str) -> str:
-        """The text with typo'd words and pinyin runs replaced where a term sounds the same."""
-        out = []
-        for run in RUNS.findall(text):
-            if HAN.match(run):
-                out.append(self._correct_hanzi(run))
-            elif LATIN.match(run):
-                out.append(self._correct_pinyin(run))
-            else:
-                out.append(run)
-        return "".join(out)
-
-    def _sound(self, char: str) -> str:
-        sound = self._char_sounds.get(char)
-        if sound is None:
-            sound = self._char_sounds[char] = lazy_pinyin(char)[0]
-        return sound
-
-    def _correct_hanzi(self, run: str) -> str:
-        sounds = [self._sound(c) for c in run]
-        out = []
-        i = 0
-        while i < len(run):
-            for size in range(min(MAX_TERM, len(run) - i), 1, -1):
-                window = run[i:i + size]
-                target = self._exact.get(tuple(sounds[i:i + size]))
-                if target == window:
-                    break
-                # A real word is not a typo; a typo keeps most of its characters.
-                if (target and not self._words.get(window)
-                        and sum(a != b for a, b in zip(window, target)) <= max(1, size // 2)):
-                    break
-            else:
-                out.append(run[i])
-                i += 1
-                continue
-            out.append(target)
-            i += size
-        return "".join(out)
-
-    def _correct_pinyin(self, run: str) -> str:
-        pieces = split_pinyin(run)
-        if pieces is None:
-            return run
-        keys = [fuzzy(p) for p in pieces]
-        out = []
-        i = 0
-        while i < len(pieces):
-            for size in range(min(MAX_TERM, len(pieces) - i), 1, -1):
-                target = self._fuzzy.get(tuple(keys[i:i + size]))
-                if target:
-                    out.append(target)
-                    i += size
-                    break
-            else:
-                # Leftover syllables stay pinyin; neighbouring ones stay joined for re-splitting.
-                if out and LATIN.match(out[-1]):
-                    out[-1] += pieces[i]
-                else:
-                    out.append(pieces[i])
-                i += 1
-        return "".join(out)
-
-
 def _documents(topic: Topic) -> list[tuple[str, int, str]]:
     """(kind, index, text) of a topic's title, keywords and examples."""
     docs = [("title", 0, topic.title)]
     docs += [("keyword", i, k) for i, k in enumerate(topic.keywords)]
     docs += [("example", i, e) for i, e in enumerate(topic.examples)]
     return docs
-
-
-def _drop_particles(syllables: list[str]) -> list[str]:
-    """Remove particles (shenme, ma, de...) from pinyin input, as hanzi input drops 什么, 吗, 的."""
-    out: list[str] = []
-    i = 0
-    while i < len(syllables):
-        for words in PINYIN_STOPWORDS:
-            if tuple(syllables[i:i + len(words)]) == words:
-                out.append("|")
-                i += len(words)
-                break
-        else:
-            out.append(fuzzy(syllables[i]))
-            i += 1
-    return out
 
 
 def _synonym_pattern(synonyms: dict[str, str]) -> tuple[re.Pattern[str] | None, dict[str, str]]:

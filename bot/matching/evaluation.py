@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.matcher import Match, Matcher
+from bot.matching.matcher import Match, Matcher
 
 OUT_OF_SCOPE = "none"
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from bot import library as library_module
+from bot.knowledge import live as library_module
 from bot.cli import cli
 from tests.conftest import ROOT, Chat, create_app, make_settings
 
