@@ -155,7 +155,8 @@ def ask(settings: Settings, question: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
         return
-    click.echo(f"[{payload['band']}] {payload['topic'] or '-'}  score {payload['score']}")
+    office = f"  office {payload['office']['name']}" if payload["office"] else ""
+    click.echo(f"[{payload['band']}] {payload['topic'] or '-'}  score {payload['score']}{office}")
     click.echo(payload["answer"])
 
 
@@ -173,7 +174,8 @@ def evaluate_file(settings: Settings, tsv: Path) -> None:
 
     try:
         matcher = Matcher(load_knowledge(settings.matcher.policies_dir), settings.matcher)
-        click.echo(evaluate(matcher, tsv).format())
+        offices = {o.key: o.name for o in settings.county.offices}
+        click.echo(evaluate(matcher, tsv, offices).format())
     except (KnowledgeError, EvaluationError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -189,7 +191,8 @@ def policies_check(settings: Settings) -> None:
     """Validate policies/*.toml and report every problem. Example: python run.py policies check"""
     from bot.knowledge.load import check_knowledge
 
-    problems = check_knowledge(settings.matcher.policies_dir, settings.matcher)
+    problems = check_knowledge(settings.matcher.policies_dir, settings.matcher,
+                               [o.key for o in settings.county.offices])
     for problem in problems:
         click.echo(problem, err=True)
     if problems:

@@ -21,6 +21,7 @@ import heapq
 import logging
 import math
 import re
+import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Literal
@@ -32,10 +33,13 @@ from rapidfuzz import fuzz, process
 from bot.knowledge.load import KnowledgeBase, Topic
 from bot.matching.normalise import A_NOT_A, HAN, LATIN, MAX_QUERY_CHARS, normalise
 from bot.matching.pinyin import drop_particles, fuzzy, split_pinyin
+from bot.matching.small_talk import SmallTalk
 from bot.matching.speller import MAX_TERM, Speller
 from bot.settings import MatcherSettings
 
-Band = Literal["answer", "suggest", "unknown"]
+# answer: one topic; suggest: "您是不是想问"; unknown: "没听懂"; referral: another office's
+# business; small_talk: greetings and thanks; overview: a vague question, the list of help.
+Band = Literal["answer", "suggest", "unknown", "referral", "small_talk", "overview"]
 
 # Particles and pronouns that say nothing about the topic (kept out of word features).
 # Question words (哪里, 多少, 怎么) stay: inverse topic frequency already makes them cheap,
@@ -44,25 +48,8 @@ STOPWORDS = frozenset(
     "的 了 吗 呢 吧 么 是 我 你 他 她 它 我们 你们 他们 咱 咱们 俺 这 那 就 都 也 还 和 跟 与 或 "
     "在 给 把 被 让 对 从 向 到 得 地 着 过 个 些 一 不 没".split()
 )
-# Words that put a question outside this knowledge base: other government services and
-# everyday topics villagers also ask about. They pull a topic's score down unless that
-# topic's own text uses the word.
-OUT_OF_SCOPE_CUES = (
-    # weather
-    "天气", "下雨", "下雪", "气温", "降温", "台风",
-    # housing and vehicles
-    "房贷", "买房", "二手房", "商品房", "房价", "公积金", "车贷", "买车", "驾校", "学车", "驾照",
-    "违章", "上牌", "过户",
-    # health, pensions and welfare
-    "医保", "新农合", "医疗", "看病", "医院", "挂号", "住院", "生病", "感冒", "疫苗",
-    "养老保险", "养老金", "退休金", "低保", "五保",
-    # schooling
-    "幼儿园", "上学", "小学", "中学", "高考", "中考", "助学", "转学",
-    # civil affairs and lost documents
-    "结婚", "离婚", "户口迁", "补办", "挂失",
-    # phones, money games, small talk
-    "话费", "流量", "信号", "彩票", "股票", "笑话", "你是谁", "你叫", "唱歌",
-)
+# Words of other offices' business and everyday matters (policies/offices.toml) pull a
+# topic's score down unless that topic's own text uses the word.
 OUT_OF_SCOPE_FACTOR = 0.55
 
 # Feature weights by kind: words and syllable pairs carry the meaning, single syllables are
@@ -98,6 +85,8 @@ class Match:
     topic_id: str | None
     score: float
     candidates: tuple[Candidate, ...]
+    office: str | None = None  # referral band: the office key of policies/offices.toml
+    small_talk: str | None = None  # small_talk band: greeting, thanks or ack
 
 
 @dataclass(frozen=True)
@@ -125,6 +114,22 @@ class Matcher:
         self.settings = settings
         self._sound_cache: dict[str, tuple[str, ...]] = {}
         self._synonyms = _synonym_pattern(kb.synonyms)
+        self._small_talk = SmallTalk(kb.small_talk)
+        self._abbreviations = _abbreviation_pattern(kb.abbreviations)
+        # normalised office word -> office key, tried longest first
+        self._office_words = {normalise(w): key for key, words in kb.offices.items() for w in words}
+        self._office_words.pop("", None)
+        self._office_pattern = _longest_first(self._office_words)
+        self._cue_words = tuple(dict.fromkeys(
+            [*filter(None, (normalise(w) for w in kb.no_office_words)), *self._office_words]))
+        self._cue_pattern = _longest_first(dict.fromkeys(self._cue_words))
+        overview = kb.overview
+        self._overview = overview if overview and all(t in kb.topics for t in overview.topic_ids) else None
+        self._vague_words = frozenset(normalise(w) for w in overview.words) if overview else frozenset()
+        # A topic's own term made of generic words (创业补贴) still names that topic.
+        terms = {self._replace_synonyms(normalise(k)) for t in kb.topics.values() for k in t.keywords}
+        self._naming_terms = _longest_first(
+            dict.fromkeys(t for t in terms if len(t) >= 3 and t not in self._vague_words))
         self._tokenizer = tokenizer or _new_tokenizer()
         for term in _dictionary_terms(kb, self._synonyms[1]):
             self._tokenizer.add_word(term, freq=20000)
@@ -151,6 +156,8 @@ class Matcher:
         # topic id -> feature -> (evidence, explained) factors, computed once: scoring a
         # question is then a set intersection and a few multiplications per topic.
         self._factors: dict[str, dict[str, tuple[float, float]]] = {}
+        # topic id -> its title and keywords: an office word there is the topic's own
+        self._claimed: dict[str, str] = {}
         for topic in kb.topics.values():
             first = len(self._docs)
             vocab: Counter[str] = Counter()
@@ -172,6 +179,8 @@ class Matcher:
                 (n, self._docs[n].syllables) for n in range(first, len(self._docs))
                 if self._docs[n].kind == "example" and self._docs[n].syllables]
             self._keyword_features[topic.id] = frozenset(named)
+            self._claimed[topic.id] = "|".join(
+                self._replace_synonyms(normalise(t)) for t in (topic.title, *topic.keywords))
             self._topic_text[topic.id] = "|".join(texts)
             self._factors[topic.id] = _factors(vocab, self._keyword_features[topic.id], frozenset())
             self._sounds_only[topic.id] = [sound for _, sound in self._example_sounds[topic.id]]
@@ -205,17 +214,24 @@ class Matcher:
         return self._match(question, exclude)
 
     def _match(self, question: str, exclude: tuple[str, int] | None = None) -> Match:
-        text = self._replace_synonyms(normalise(question))[:MAX_QUERY_CHARS]
+        kind = self._small_talk.kind(question) if exclude is None else None
+        if kind is not None:
+            return Match("small_talk", None, 0.0, (), small_talk=kind)
+        plain = normalise(self._expand_abbreviations(question))
+        text = self._replace_synonyms(plain)[:MAX_QUERY_CHARS]
         analysis = self._analyse(self._speller.correct(text), self._idf)
         if not analysis.features:
             return Match("unknown", None, 0.0, ())
+        office = self._office(plain, text)
+        if office is None and exclude is None and self._is_vague(analysis.text):
+            return self._overview_match()
         excluded = self._find_doc(exclude)
         weights = {f: self._weight(f, excluded) for f in analysis.features}
         # Cues are looked up before spelling correction, which may turn 你叫 into 你教.
-        cues = [cue for cue in OUT_OF_SCOPE_CUES if cue in text or cue in analysis.text]
+        cues = self._cues(plain, text, analysis.text)
         scored = self._score(analysis, weights, self._candidates(weights, excluded), excluded, cues)
         if not scored:
-            return Match("unknown", None, 0.0, ())
+            return self._refer(office) or Match("unknown", None, 0.0, ())
         # Ties go to the topic listed first in the knowledge base, the same in every process.
         ranked = sorted(scored.items(), key=lambda item: (-item[1], self._order[item[0]]))
         top_id, top = ranked[0]
@@ -225,10 +241,61 @@ class Matcher:
             if score >= 0.6 * ranked[0][1] and score > 0:
                 candidates.append(Candidate(topic_id, self.kb.topics[topic_id].title,
                                             round(min(score, top), 1)))
+        if office is not None and not (top >= self.settings.answer_threshold
+                                       and office[1] in self._claimed[top_id]):
+            return self._refer(office, top, tuple(candidates))
         if top >= self.settings.answer_threshold:
             return Match("answer", top_id, top, tuple(candidates))
         band: Band = "suggest" if top >= self.settings.suggest_threshold else "unknown"
         return Match(band, None, top, tuple(candidates))
+
+    def _expand_abbreviations(self, question: str) -> str:
+        """zm -> 怎么, sm -> 什么: chat abbreviations typed as a separate Latin run."""
+        if self._abbreviations is None:
+            return question
+        lowered = unicodedata.normalize("NFKC", question[:MAX_QUERY_CHARS * 2]).lower()
+        return self._abbreviations.sub(lambda m: self.kb.abbreviations[m.group(0)], lowered)
+
+    def _office(self, *texts: str) -> tuple[str, str] | None:
+        """(office key, word) of the first office word in the question, if any."""
+        if self._office_pattern is None:
+            return None
+        for text in texts:
+            found = self._office_pattern.search(text)
+            if found:
+                return self._office_words[found.group(0)], found.group(0)
+        return None
+
+    def _cues(self, *texts: str) -> list[str]:
+        if self._cue_pattern is None:
+            return []
+        return list(dict.fromkeys(m.group(0) for t in texts for m in self._cue_pattern.finditer(t)))
+
+    def _refer(self, office: tuple[str, str] | None, score: float = 0.0,
+               candidates: tuple[Candidate, ...] = ()) -> Match | None:
+        if office is None:
+            return None
+        return Match("referral", None, score, candidates, office=office[0])
+
+    def _is_vague(self, text: str) -> bool:
+        """True when every word of the question is a generic word (政策, 补贴, 有啥...)."""
+        if self._overview is None or (self._naming_terms and self._naming_terms.search(text)):
+            return False
+        words = [w for w in self._tokenizer.lcut(text, HMM=False) if w not in STOPWORDS]
+        return bool(words) and all(self._made_of_vague_words(w) for w in words)
+
+    def _made_of_vague_words(self, word: str) -> bool:
+        """优惠政策 = 优惠 + 政策: a compound of generic words is generic too."""
+        ok = [True] + [False] * len(word)
+        for end in range(1, len(word) + 1):
+            ok[end] = any(ok[start] and word[start:end] in self._vague_words for start in range(end))
+        return ok[-1]
+
+    def _overview_match(self) -> Match:
+        assert self._overview is not None
+        topics = self.kb.topics
+        return Match("overview", None, 0.0,
+                     tuple(Candidate(t, topics[t].title, 0.0) for t in self._overview.topic_ids))
 
     def _replace_synonyms(self, text: str) -> str:
         pattern, canonical = self._synonyms
@@ -405,6 +472,21 @@ def _synonym_pattern(synonyms: dict[str, str]) -> tuple[re.Pattern[str] | None, 
     if not canonical:
         return None, canonical
     return re.compile("|".join(re.escape(v) for v in sorted(canonical, key=len, reverse=True))), canonical
+
+
+def _longest_first(words: dict[str, object]) -> re.Pattern[str] | None:
+    """A regex matching any of the words, longer words first."""
+    if not words:
+        return None
+    return re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)))
+
+
+def _abbreviation_pattern(abbreviations: dict[str, str]) -> re.Pattern[str] | None:
+    """Abbreviations as whole Latin runs only: zm in "贷款zm办" but not inside "zhuanmen"."""
+    if not abbreviations:
+        return None
+    alternatives = "|".join(re.escape(a) for a in sorted(abbreviations, key=len, reverse=True))
+    return re.compile(rf"(?<![a-z])(?:{alternatives})(?![a-z])")
 
 
 def _dictionary_terms(kb: KnowledgeBase, canonical: dict[str, str]) -> set[str]:
