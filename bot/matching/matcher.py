@@ -157,7 +157,7 @@ class Matcher:
         # question is then a set intersection and a few multiplications per topic.
         self._factors: dict[str, dict[str, tuple[float, float]]] = {}
         # topic id -> its title and keywords: an office word there is the topic's own
-        self._claimed: dict[str, str] = {}
+        self._claimed: dict[str, frozenset[str]] = {}
         for topic in kb.topics.values():
             first = len(self._docs)
             vocab: Counter[str] = Counter()
@@ -179,7 +179,7 @@ class Matcher:
                 (n, self._docs[n].syllables) for n in range(first, len(self._docs))
                 if self._docs[n].kind == "example" and self._docs[n].syllables]
             self._keyword_features[topic.id] = frozenset(named)
-            self._claimed[topic.id] = "|".join(
+            self._claimed[topic.id] = frozenset(
                 self._replace_synonyms(normalise(t)) for t in (topic.title, *topic.keywords))
             self._topic_text[topic.id] = "|".join(texts)
             self._factors[topic.id] = _factors(vocab, self._keyword_features[topic.id], frozenset())
