@@ -153,7 +153,9 @@ def check_knowledge(path: Path, settings: MatcherSettings,
         if len(topic.answer) > MAX_ANSWER_CHARS:
             problems.append(f"{_where(path, topic)}: 话题 {topic.id} 的 answer 有 "
                             f"{len(topic.answer)} 字，超过一屏（{MAX_ANSWER_CHARS} 字）")
-    if office_keys is not None:
+    # With no office configured at all, referrals fall back to the hotline; a partial
+    # list is a mistake.
+    if office_keys:
         for key in kb.offices:
             if key not in office_keys:
                 problems.append(f"{path / OFFICES_FILE}: 部门 {key} 在 config.toml 的 "
