@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import synthetic_kb  # noqa: E402  (after the path set-up)
-from bot.knowledge import load_knowledge  # noqa: E402
-from bot.matcher import Matcher  # noqa: E402
+from bot.knowledge.load import load_knowledge  # noqa: E402
+from bot.matching.matcher import Matcher  # noqa: E402
 from bot.settings import MatcherSettings  # noqa: E402
 
 SHIPPED = ROOT / "policies"
@@ -97,8 +97,8 @@ def bench_base(name: str, folder: Path, questions: list[str]) -> tuple[float, fl
 
 def startup_seconds() -> float:
     """Wall time of a fresh interpreter that loads policies/ and builds the matcher."""
-    code = ("from pathlib import Path; from bot.knowledge import load_knowledge; "
-            "from bot.matcher import Matcher; from bot.settings import MatcherSettings; "
+    code = ("from pathlib import Path; from bot.knowledge.load import load_knowledge; "
+            "from bot.matching.matcher import Matcher; from bot.settings import MatcherSettings; "
             f"Matcher(load_knowledge(Path({str(SHIPPED)!r})), MatcherSettings())")
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

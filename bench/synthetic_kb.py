@@ -13,7 +13,7 @@ import random
 import sys
 from pathlib import Path
 
-from bot.knowledge import CATEGORY_IDS
+from bot.knowledge.load import CATEGORY_IDS
 
 GROUPS = ("返乡农民工", "大学毕业生", "退役军人", "农村妇女", "下岗职工", "个体户", "种养大户",
           "科技人员", "机关干部", "残疾人", "村干部", "留守老人", "合作社社员", "小微企业主",

@@ -7,7 +7,7 @@ import sys
 from flask import Flask, current_app, g
 from sqlite_utils import Database
 
-from bot.library import Library
+from bot.knowledge.live import Library
 from bot.privacy import RedactingFormatter
 from bot.runtime import Runtime
 from bot.settings import Settings

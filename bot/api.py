@@ -25,7 +25,7 @@ def require_key() -> tuple[Response, int] | None:
 
 @bp.post("/ask")
 def ask() -> Response | tuple[Response, int]:
-    """{"q": "…"} -> band, topic, score, answer, suggestions. Records nothing."""
+    """{"q": "…"} -> band, topic, score, answer, suggestions, office. Records nothing."""
     data = request.get_json(silent=True)
     question = data.get("q") if isinstance(data, dict) else None
     if not isinstance(question, str) or not question.strip():
@@ -37,6 +37,7 @@ def ask_payload(question: str) -> dict[str, Any]:
     """The /api/ask answer for a question (also used by `run.py ask --json`)."""
     rt = runtime()
     match = rt.library.match(question)
+    office = rt.settings.county.office(match.office) if match.office else None
     return {
         "band": match.band,
         "topic": match.topic_id,
@@ -44,4 +45,7 @@ def ask_payload(question: str) -> dict[str, Any]:
         "answer": rt.describe_match(match, rt.library, rt.settings),
         "suggestions": [{"topic": c.topic_id, "title": c.title, "score": c.score}
                         for c in match.candidates],
+        # Referral band: the office that handles the question (from config.toml).
+        "office": {"name": office.name, "phone": office.phone, "address": office.address}
+        if office else None,
     }

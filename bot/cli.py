@@ -34,7 +34,7 @@ def cli(ctx: click.Context, config_path: Path) -> None:
 def make_app(settings: Settings) -> Any:
     """Create the app, turning start-up errors into one clear line."""
     from bot import create_app
-    from bot.knowledge import KnowledgeError
+    from bot.knowledge.load import KnowledgeError
     try:
         return create_app(settings)
     except (SettingsError, KnowledgeError) as exc:
@@ -155,7 +155,8 @@ def ask(settings: Settings, question: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
         return
-    click.echo(f"[{payload['band']}] {payload['topic'] or '-'}  score {payload['score']}")
+    office = f"  office {payload['office']['name']}" if payload["office"] else ""
+    click.echo(f"[{payload['band']}] {payload['topic'] or '-'}  score {payload['score']}{office}")
     click.echo(payload["answer"])
 
 
@@ -167,13 +168,14 @@ def evaluate_file(settings: Settings, tsv: Path) -> None:
 
     Example: python run.py eval ../shared/dev-questions.tsv
     """
-    from bot.evaluation import EvaluationError, evaluate
-    from bot.knowledge import KnowledgeError, load_knowledge
-    from bot.matcher import Matcher
+    from bot.knowledge.load import KnowledgeError, load_knowledge
+    from bot.matching.evaluation import EvaluationError, evaluate
+    from bot.matching.matcher import Matcher
 
     try:
         matcher = Matcher(load_knowledge(settings.matcher.policies_dir), settings.matcher)
-        click.echo(evaluate(matcher, tsv).format())
+        offices = {o.key: o.name for o in settings.county.offices}
+        click.echo(evaluate(matcher, tsv, offices).format())
     except (KnowledgeError, EvaluationError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -187,9 +189,10 @@ def policies() -> None:
 @click.pass_obj
 def policies_check(settings: Settings) -> None:
     """Validate policies/*.toml and report every problem. Example: python run.py policies check"""
-    from bot.knowledge import check_knowledge
+    from bot.knowledge.load import check_knowledge
 
-    problems = check_knowledge(settings.matcher.policies_dir, settings.matcher)
+    problems = check_knowledge(settings.matcher.policies_dir, settings.matcher,
+                               [o.key for o in settings.county.offices])
     for problem in problems:
         click.echo(problem, err=True)
     if problems:
@@ -203,7 +206,7 @@ def reload(settings: Settings) -> None:
     """Check the knowledge base, then make running workers load it. Example: python run.py reload"""
     import os
 
-    from bot.knowledge import KnowledgeError, load_knowledge
+    from bot.knowledge.load import KnowledgeError, load_knowledge
 
     folder = settings.matcher.policies_dir
     try:

@@ -40,7 +40,8 @@ from rapidfuzz import fuzz, process
 from werkzeug.exceptions import HTTPException
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from bot import export, get_db, knowledge_edit, labels, outbox, runtime
+from bot import export, get_db, labels, outbox, runtime
+from bot.knowledge import edit as knowledge_edit
 from bot.privacy import load_or_create_key
 from bot.storage import applications as application_store
 from bot.storage import messages, push, staff

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from sqlite_utils import Database
 
-from bot.library import Library
+from bot.knowledge.live import Library
 from bot.privacy import Vault
 from bot.settings import Settings
 

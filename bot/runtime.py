@@ -17,8 +17,8 @@ from sqlite_utils import Database
 from wechatpy.exceptions import WeChatClientException
 
 from bot.claims import Claims
-from bot.library import Library
-from bot.matcher import Match
+from bot.knowledge.live import Library
+from bot.matching.matcher import Match
 from bot.privacy import Vault, load_or_create_key, mask_text
 from bot.router import Context, Inbound, Reply, Router
 from bot.settings import Settings

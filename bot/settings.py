@@ -77,6 +77,15 @@ class MatcherSettings:
 
 
 @dataclass(frozen=True)
+class Office:
+    """Another office that questions outside this service are referred to."""
+    key: str  # the office's id in policies/offices.toml
+    name: str
+    phone: str = ""
+    address: str = ""
+
+
+@dataclass(frozen=True)
 class CountySettings:
     name: str = "示范县"
     bureau: str = "县人力资源和社会保障局"
@@ -84,6 +93,11 @@ class CountySettings:
     hours: str = "周一至周五 8:30-12:00，14:30-17:30"
     hotline: str = "0000-12345678"
     townships: tuple[str, ...] = ()
+    offices: tuple[Office, ...] = ()
+
+    def office(self, key: str) -> Office | None:
+        """The configured office with this key, if any."""
+        return next((o for o in self.offices if o.key == key), None)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from bot.storage import applications, user_state
 from bot.validators import (
     Invalid,
     match_township,
-    normalize,
+    normalise,
     parse_amount,
     parse_id_number,
     parse_name,
@@ -380,7 +380,7 @@ def _describe(row: dict) -> str:
 @functools.lru_cache(maxsize=64)  # asked of the same text by several routes per message
 def _plain(text: str) -> str:
     """Text as compared with command words: NFKC, no trailing punctuation, lower case."""
-    return _TRAILING.sub("", normalize(text)).lower()
+    return _TRAILING.sub("", normalise(text)).lower()
 
 
 def _yuan(amount: int) -> str:
@@ -434,7 +434,7 @@ def _ask_course(ctx: Context, d: Dialogue) -> str:
 
 def _check_course(text: str, ctx: Context, d: Dialogue) -> Check:
     courses = ctx.settings.courses
-    typed = normalize(text).replace(" ", "")
+    typed = normalise(text).replace(" ", "")
     chosen = None
     if typed.isdigit() and 1 <= int(typed) <= len(courses):
         chosen = courses[int(typed) - 1]
@@ -600,7 +600,7 @@ def _check_stage(text: str, ctx: Context, d: Dialogue) -> Check:
 
 def _free_text(text: str, ctx: Context, shortest: int, longest: int, hint: str) -> Check:
     """Any short text, except a reply word ("好的") or a policy question."""
-    value = re.sub(r"\s+", " ", normalize(text))
+    value = re.sub(r"\s+", " ", normalise(text))
     if not shortest <= len(value) <= longest or _is_reply_word(value) or _QUESTION.search(value):
         return Check(hint=hint)
     if _QUESTION_WORDS.search(value) and ctx.library.match(value).band == "answer":

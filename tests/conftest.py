@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 
 from bot import create_app as _create_app
-from bot.library import Library
+from bot.knowledge.live import Library
 from bot.settings import Settings, settings_from_dict
 from tests import wx
 

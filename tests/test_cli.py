@@ -40,7 +40,7 @@ def test_ask_json_matches_api_shape(tmp_path):
     result = CliRunner().invoke(cli, ["--config", config_for(tmp_path), "ask", "创业贷款个人最高能贷多少钱", "--json"])
     data = json.loads(result.output)
     assert data["band"] == "answer" and data["topic"] == "support.loan"
-    assert set(data) == {"band", "topic", "score", "answer", "suggestions"}
+    assert set(data) == {"band", "topic", "score", "answer", "suggestions", "office"}  # office: issue 14
 
 
 def test_eval_prints_accuracy_and_misses(tmp_path):

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.evaluation import EvaluationError, evaluate
-from bot.knowledge import load_knowledge
-from bot.matcher import Matcher
+from bot.knowledge.load import load_knowledge
+from bot.matching.evaluation import EvaluationError, evaluate
+from bot.matching.matcher import Matcher
 from bot.settings import MatcherSettings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "policies"

@@ -4,13 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.knowledge import (
-    CONTRACT_IDS,
-    MIN_EXAMPLES,
-    KnowledgeError,
-    check_knowledge,
-    load_knowledge,
-)
+from bot.knowledge.load import CONTRACT_IDS, MIN_EXAMPLES, KnowledgeError, check_knowledge, load_knowledge
 from bot.settings import CountySettings, MatcherSettings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "policies"

@@ -3,8 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.knowledge import load_knowledge
-from bot.matcher import Matcher, normalise, split_pinyin
+from bot.knowledge.load import load_knowledge
+from bot.matching.matcher import Matcher
+from bot.matching.normalise import normalise
+from bot.matching.pinyin import split_pinyin
 from bot.settings import MatcherSettings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "policies"

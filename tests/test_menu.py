@@ -168,7 +168,7 @@ def test_menu_entries_to_apply_start_the_form_at_once(chat):
 
 
 def test_the_loan_service_picked_from_a_topic_list_is_explained_first(chat):
-    chat.say("贷款怎么申请")
+    chat.say("申请贷款的入口在哪")
     listing = chat.say("返回")  # the service category, numbered
     number = next(l.split(".")[0] for l in listing.splitlines() if "申请小额贴息贷款" in l)
     answer = chat.say(number)

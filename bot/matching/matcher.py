@@ -26,27 +26,20 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Literal
 
-import cn2an
 import jieba
-from opencc import OpenCC
 from pypinyin import lazy_pinyin
 from rapidfuzz import fuzz, process
 
-from bot.knowledge import KnowledgeBase, Topic
+from bot.knowledge.load import KnowledgeBase, Topic
+from bot.matching.normalise import A_NOT_A, HAN, LATIN, MAX_QUERY_CHARS, normalise
+from bot.matching.pinyin import drop_particles, fuzzy, split_pinyin
+from bot.matching.small_talk import SmallTalk
+from bot.matching.speller import MAX_TERM, Speller
 from bot.settings import MatcherSettings
 
-Band = Literal["answer", "suggest", "unknown"]
-
-# Long voice transcriptions say what they want early; the cut keeps matching fast.
-MAX_INPUT_CHARS = 600
-MAX_QUERY_CHARS = 200
-
-# Spoken padding that carries no meaning; longest first so 我想问一下 goes before 问一下.
-FILLERS = (
-    "麻烦问一下", "麻烦问下", "我想问一下", "我想问下", "我想了解一下", "想问一下", "想问下",
-    "请问一下", "打听一下", "请问", "问一下", "你好", "您好", "那个", "这个", "就是说",
-    "然后呢", "一下", "嗯", "呃", "哈", "啊", "噻", "嘛", "哦", "呀", "啦", "咧", "嘞",
-)
+# answer: one topic; suggest: "您是不是想问"; unknown: "没听懂"; referral: another office's
+# business; small_talk: greetings and thanks; overview: a vague question, the list of help.
+Band = Literal["answer", "suggest", "unknown", "referral", "small_talk", "overview"]
 
 # Particles and pronouns that say nothing about the topic (kept out of word features).
 # Question words (哪里, 多少, 怎么) stay: inverse topic frequency already makes them cheap,
@@ -55,56 +48,9 @@ STOPWORDS = frozenset(
     "的 了 吗 呢 吧 么 是 我 你 他 她 它 我们 你们 他们 咱 咱们 俺 这 那 就 都 也 还 和 跟 与 或 "
     "在 给 把 被 让 对 从 向 到 得 地 着 过 个 些 一 不 没".split()
 )
-# Toneless pinyin of particles, dropped from questions typed in pinyin.
-PINYIN_STOPWORDS = (
-    ("shen", "me"), ("zen", "me"), ("zen", "yang"), ("ru", "he"), ("ke", "yi"), ("you", "mei"),
-    ("mei", "you"), ("na", "li"), ("duo", "shao"), ("wo", "men"), ("ni", "men"),
-    ("de",), ("le",), ("ma",), ("ne",), ("ba",), ("a",), ("ya",), ("la",), ("wo",), ("ni",),
-)
-
-# Words that put a question outside this knowledge base: other government services and
-# everyday topics villagers also ask about. They pull a topic's score down unless that
-# topic's own text uses the word.
-OUT_OF_SCOPE_CUES = (
-    # weather
-    "天气", "下雨", "下雪", "气温", "降温", "台风",
-    # housing and vehicles
-    "房贷", "买房", "二手房", "商品房", "房价", "公积金", "车贷", "买车", "驾校", "学车", "驾照",
-    "违章", "上牌", "过户",
-    # health, pensions and welfare
-    "医保", "新农合", "医疗", "看病", "医院", "挂号", "住院", "生病", "感冒", "疫苗",
-    "养老保险", "养老金", "退休金", "低保", "五保",
-    # schooling
-    "幼儿园", "上学", "小学", "中学", "高考", "中考", "助学", "转学",
-    # civil affairs and lost documents
-    "结婚", "离婚", "户口迁", "补办", "挂失",
-    # phones, money games, small talk
-    "话费", "流量", "信号", "彩票", "股票", "笑话", "你是谁", "你叫", "唱歌",
-)
+# Words of other offices' business and everyday matters (policies/offices.toml) pull a
+# topic's score down unless that topic's own text uses the word.
 OUT_OF_SCOPE_FACTOR = 0.55
-
-# Standard Mandarin syllables, for splitting pinyin typed without spaces.
-SYLLABLES = frozenset("""
-a ai an ang ao ba bai ban bang bao bei ben beng bi bian biao bie bin bing bo bu ca cai can
-cang cao ce cen ceng cha chai chan chang chao che chen cheng chi chong chou chu chua chuai chuan
-chuang chui chun chuo ci cong cou cu cuan cui cun cuo da dai dan dang dao de dei deng di dia
-dian diao die ding diu dong dou du duan dui dun duo e ei en eng er fa fan fang fei fen feng fo
-fou fu ga gai gan gang gao ge gei gen geng gong gou gu gua guai guan guang gui gun guo ha hai han
-hang hao he hei hen heng hong hou hu hua huai huan huang hui hun huo ji jia jian jiang jiao jie
-jin jing jiong jiu ju juan jue jun ka kai kan kang kao ke ken keng kong kou ku kua kuai kuan
-kuang kui kun kuo la lai lan lang lao le lei leng li lia lian liang liao lie lin ling liu long
-lou lu luan lue lun luo lv ma mai man mang mao me mei men meng mi mian miao mie min ming miu mo
-mou mu na nai nan nang nao ne nei nen neng ni nian niang niao nie nin ning niu nong nou nu nuan
-nue nuo nv o ou pa pai pan pang pao pei pen peng pi pian piao pie pin ping po pou pu qi qia qian
-qiang qiao qie qin qing qiong qiu qu quan que qun ran rang rao re ren reng ri rong rou ru ruan
-rui run ruo sa sai san sang sao se sen seng sha shai shan shang shao she shei shen sheng shi shou
-shu shua shuai shuan shuang shui shun shuo si song sou su suan sui sun suo ta tai tan tang tao
-te teng ti tian tiao tie ting tong tou tu tuan tui tun tuo wa wai wan wang wei wen weng wo wu xi
-xia xian xiang xiao xie xin xing xiong xiu xu xuan xue xun ya yan yang yao ye yi yin ying yo yong
-you yu yuan yue yun za zai zan zang zao ze zei zen zeng zha zhai zhan zhang zhao zhe zhen zheng
-zhi zhong zhou zhu zhua zhuai zhuan zhuang zhui zhun zhuo zi zong zou zu zuan zui zun zuo
-""".split())
-MAX_SYLLABLE = 6
 
 # Feature weights by kind: words and syllable pairs carry the meaning, single syllables are
 # ambiguous (shi is 是, 十, 事, 市...) and only help pinyin input.
@@ -124,23 +70,6 @@ COVER_FLOOR = 0.7
 # Pinyin similarity (0-100) from which a question counts as repeating an example.
 NEAR_REPEAT = 60
 
-CN_NUMBER = re.compile(
-    r"(?:[0-9]+(?:\.[0-9]+)?|[零一二两三四五六七八九十]+)[十百千万亿][零一二两三四五六七八九十百千万亿0-9]*"
-)
-# "A-not-A" questions (要不要, 有没有, 允不允许) ask the same as the plain verb.
-A_NOT_A = re.compile(r"([\u4e00-\u9fff])[不没]\1")
-KEEP = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff]+")
-HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
-LATIN = re.compile(r"^[a-z]+$")
-# Phrases such as 教什么 or 贷多少 are keywords but not words: a typo of them is too likely
-# to be a different question (你叫什么 is not 你教什么), so the speller leaves them out.
-QUESTION_WORD = re.compile("什么|怎么|多少|哪|谁|几|啥|吗|呢|不|没")
-RUNS = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[a-z]+|[^a-z\u3400-\u4dbf\u4e00-\u9fff]+")
-# Longest knowledge-base term the speller and the jieba dictionary deal with.
-MAX_TERM = 6
-FILLER = re.compile("|".join(sorted(FILLERS, key=len, reverse=True)))
-
-_T2S = OpenCC("t2s")
 
 
 @dataclass(frozen=True)
@@ -156,6 +85,8 @@ class Match:
     topic_id: str | None
     score: float
     candidates: tuple[Candidate, ...]
+    office: str | None = None  # referral band: the office key of policies/offices.toml
+    small_talk: str | None = None  # small_talk band: greeting, thanks or ack
 
 
 @dataclass(frozen=True)
@@ -174,51 +105,6 @@ class _Doc:
     features: frozenset[str]
 
 
-def normalise(text: str) -> str:
-    """Lower-case simplified Chinese without punctuation, emoji, spaces, fillers or A-not-A."""
-    text = unicodedata.normalize("NFKC", text[:MAX_INPUT_CHARS])
-    text = _T2S.convert(text).lower()
-    text = KEEP.sub("", text)
-    text = FILLER.sub("", text)
-    text = A_NOT_A.sub(r"\1", text)
-    return CN_NUMBER.sub(_arabic, text)
-
-
-def _arabic(m: re.Match[str]) -> str:
-    """五万 -> 50000, 2万 -> 20000; leaves words like 十佳 alone (no magnitude after them)."""
-    try:
-        value = cn2an.cn2an(m.group(0), "smart")
-    except (ValueError, KeyError):
-        return m.group(0)
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def fuzzy(syllable: str) -> str:
-    """Fold the sounds that southern speakers and hasty typists confuse: zh/z, n/l, ing/in..."""
-    if syllable == "shei":  # 谁: pypinyin reads shui, people type shei
-        return "sui"
-    if syllable[:2] in ("zh", "ch", "sh"):
-        syllable = syllable[0] + syllable[2:]
-    elif syllable[0] == "n" and len(syllable) > 1:
-        syllable = "l" + syllable[1:]
-    if syllable.endswith("ng") and syllable[-3] in "aei":
-        syllable = syllable[:-1]
-    return syllable.replace("v", "u")
-
-
-def split_pinyin(word: str) -> list[str] | None:
-    """Split pinyin typed without spaces into syllables (fewest pieces), or None if it is not."""
-    best: list[list[str] | None] = [None] * (len(word) + 1)
-    best[0] = []
-    for end in range(1, len(word) + 1):
-        for start in range(max(0, end - MAX_SYLLABLE), end):
-            head = best[start]
-            if head is not None and word[start:end] in SYLLABLES:
-                if best[end] is None or len(head) + 1 < len(best[end]):
-                    best[end] = head + [word[start:end]]
-    return best[-1]
-
-
 class Matcher:
     """Scores questions against one knowledge base; build once, then call match()."""
 
@@ -228,6 +114,22 @@ class Matcher:
         self.settings = settings
         self._sound_cache: dict[str, tuple[str, ...]] = {}
         self._synonyms = _synonym_pattern(kb.synonyms)
+        self._small_talk = SmallTalk(kb.small_talk)
+        self._abbreviations = _abbreviation_pattern(kb.abbreviations)
+        # normalised office word -> office key, tried longest first
+        self._office_words = {normalise(w): key for key, words in kb.offices.items() for w in words}
+        self._office_words.pop("", None)
+        self._office_pattern = _longest_first(self._office_words)
+        self._cue_words = tuple(dict.fromkeys(
+            [*filter(None, (normalise(w) for w in kb.no_office_words)), *self._office_words]))
+        self._cue_pattern = _longest_first(dict.fromkeys(self._cue_words))
+        overview = kb.overview
+        self._overview = overview if overview and all(t in kb.topics for t in overview.topic_ids) else None
+        self._vague_words = frozenset(normalise(w) for w in overview.words) if overview else frozenset()
+        # A topic's own term made of generic words (创业补贴) still names that topic.
+        terms = {self._replace_synonyms(normalise(k)) for t in kb.topics.values() for k in t.keywords}
+        self._naming_terms = _longest_first(
+            dict.fromkeys(t for t in terms if len(t) >= 3 and t not in self._vague_words))
         self._tokenizer = tokenizer or _new_tokenizer()
         for term in _dictionary_terms(kb, self._synonyms[1]):
             self._tokenizer.add_word(term, freq=20000)
@@ -239,7 +141,7 @@ class Matcher:
                 for docs in prepared.values() for _, _, text in docs}
         vocabulary = {word for words in cuts.values() for word in [*words, *self._parts(words)]
                       if HAN.match(word) and 2 <= len(word) <= MAX_TERM and word not in STOPWORDS}
-        self._speller = _Speller(vocabulary, self._synonyms[1], self._tokenizer.FREQ)
+        self._speller = Speller(vocabulary, self._synonyms[1], self._tokenizer.FREQ)
         self._docs: list[_Doc] = []
         # feature -> number of documents using it; per topic: feature -> its documents using it
         self._doc_count: Counter[str] = Counter()
@@ -254,6 +156,8 @@ class Matcher:
         # topic id -> feature -> (evidence, explained) factors, computed once: scoring a
         # question is then a set intersection and a few multiplications per topic.
         self._factors: dict[str, dict[str, tuple[float, float]]] = {}
+        # topic id -> its title and keywords: an office word there is the topic's own
+        self._claimed: dict[str, frozenset[str]] = {}
         for topic in kb.topics.values():
             first = len(self._docs)
             vocab: Counter[str] = Counter()
@@ -275,6 +179,8 @@ class Matcher:
                 (n, self._docs[n].syllables) for n in range(first, len(self._docs))
                 if self._docs[n].kind == "example" and self._docs[n].syllables]
             self._keyword_features[topic.id] = frozenset(named)
+            self._claimed[topic.id] = frozenset(
+                self._replace_synonyms(normalise(t)) for t in (topic.title, *topic.keywords))
             self._topic_text[topic.id] = "|".join(texts)
             self._factors[topic.id] = _factors(vocab, self._keyword_features[topic.id], frozenset())
             self._sounds_only[topic.id] = [sound for _, sound in self._example_sounds[topic.id]]
@@ -308,17 +214,24 @@ class Matcher:
         return self._match(question, exclude)
 
     def _match(self, question: str, exclude: tuple[str, int] | None = None) -> Match:
-        text = self._replace_synonyms(normalise(question))[:MAX_QUERY_CHARS]
+        kind = self._small_talk.kind(question) if exclude is None else None
+        if kind is not None:
+            return Match("small_talk", None, 0.0, (), small_talk=kind)
+        plain = normalise(self._expand_abbreviations(question))
+        text = self._replace_synonyms(plain)[:MAX_QUERY_CHARS]
         analysis = self._analyse(self._speller.correct(text), self._idf)
         if not analysis.features:
             return Match("unknown", None, 0.0, ())
+        office = self._office(plain, text)
+        if office is None and exclude is None and self._is_vague(analysis.text):
+            return self._overview_match()
         excluded = self._find_doc(exclude)
         weights = {f: self._weight(f, excluded) for f in analysis.features}
         # Cues are looked up before spelling correction, which may turn 你叫 into 你教.
-        cues = [cue for cue in OUT_OF_SCOPE_CUES if cue in text or cue in analysis.text]
+        cues = self._cues(plain, text, analysis.text)
         scored = self._score(analysis, weights, self._candidates(weights, excluded), excluded, cues)
         if not scored:
-            return Match("unknown", None, 0.0, ())
+            return self._refer(office) or Match("unknown", None, 0.0, ())
         # Ties go to the topic listed first in the knowledge base, the same in every process.
         ranked = sorted(scored.items(), key=lambda item: (-item[1], self._order[item[0]]))
         top_id, top = ranked[0]
@@ -328,10 +241,61 @@ class Matcher:
             if score >= 0.6 * ranked[0][1] and score > 0:
                 candidates.append(Candidate(topic_id, self.kb.topics[topic_id].title,
                                             round(min(score, top), 1)))
+        if office is not None and not (top >= self.settings.answer_threshold
+                                       and office[1] in self._claimed[top_id]):
+            return self._refer(office, top, tuple(candidates))
         if top >= self.settings.answer_threshold:
             return Match("answer", top_id, top, tuple(candidates))
         band: Band = "suggest" if top >= self.settings.suggest_threshold else "unknown"
         return Match(band, None, top, tuple(candidates))
+
+    def _expand_abbreviations(self, question: str) -> str:
+        """zm -> 怎么, sm -> 什么: chat abbreviations typed as a separate Latin run."""
+        if self._abbreviations is None:
+            return question
+        lowered = unicodedata.normalize("NFKC", question[:MAX_QUERY_CHARS * 2]).lower()
+        return self._abbreviations.sub(lambda m: self.kb.abbreviations[m.group(0)], lowered)
+
+    def _office(self, *texts: str) -> tuple[str, str] | None:
+        """(office key, word) of the first office word in the question, if any."""
+        if self._office_pattern is None:
+            return None
+        for text in texts:
+            found = self._office_pattern.search(text)
+            if found:
+                return self._office_words[found.group(0)], found.group(0)
+        return None
+
+    def _cues(self, *texts: str) -> list[str]:
+        if self._cue_pattern is None:
+            return []
+        return list(dict.fromkeys(m.group(0) for t in texts for m in self._cue_pattern.finditer(t)))
+
+    def _refer(self, office: tuple[str, str] | None, score: float = 0.0,
+               candidates: tuple[Candidate, ...] = ()) -> Match | None:
+        if office is None:
+            return None
+        return Match("referral", None, score, candidates, office=office[0])
+
+    def _is_vague(self, text: str) -> bool:
+        """True when every word of the question is a generic word (政策, 补贴, 有啥...)."""
+        if self._overview is None or (self._naming_terms and self._naming_terms.search(text)):
+            return False
+        words = [w for w in self._tokenizer.lcut(text, HMM=False) if w not in STOPWORDS]
+        return bool(words) and all(self._made_of_vague_words(w) for w in words)
+
+    def _made_of_vague_words(self, word: str) -> bool:
+        """优惠政策 = 优惠 + 政策: a compound of generic words is generic too."""
+        ok = [True] + [False] * len(word)
+        for end in range(1, len(word) + 1):
+            ok[end] = any(ok[start] and word[start:end] in self._vague_words for start in range(end))
+        return ok[-1]
+
+    def _overview_match(self) -> Match:
+        assert self._overview is not None
+        topics = self.kb.topics
+        return Match("overview", None, 0.0,
+                     tuple(Candidate(t, topics[t].title, 0.0) for t in self._overview.topic_ids))
 
     def _replace_synonyms(self, text: str) -> str:
         pattern, canonical = self._synonyms
@@ -361,7 +325,7 @@ class Matcher:
             elif LATIN.match(word):
                 pieces = split_pinyin(word)
                 if pieces is not None:
-                    syllables.extend(_drop_particles(pieces))
+                    syllables.extend(drop_particles(pieces))
             else:
                 syllables.append("|")
         for i, syllable in enumerate(syllables):
@@ -485,117 +449,12 @@ def _combine(evidence: float, cover: float) -> float:
     return 100 * (1 - math.exp(-evidence / TAU)) * (COVER_FLOOR + (1 - COVER_FLOOR) * cover)
 
 
-class _Speller:
-    """Replaces homophone typos and typed pinyin with knowledge-base terms.
-
-    营页执照 -> 营业执照 and daikuan -> 贷款, so a typo or pinyin question gains the word
-    features of the term it means, not just its pinyin.
-    """
-
-    def __init__(self, vocabulary: set[str], synonyms: dict[str, str], words: dict[str, int]) -> None:
-        replacements = {word: word for word in vocabulary}
-        replacements.update((v, c) for v, c in synonyms.items() if HAN.match(v) and len(v) >= 2)
-        self._words = words
-        self._char_sounds: dict[str, str] = {}
-        # Pinyin -> replacement; None where two different terms sound alike. Typed hanzi are
-        # compared by each character's own reading (exact), typed pinyin by the term's
-        # reading as a phrase with fuzzy initials and finals.
-        self._exact: dict[tuple[str, ...], str | None] = {}
-        self._fuzzy: dict[tuple[str, ...], str | None] = {}
-        for term, target in sorted(replacements.items()):
-            if not all(HAN.match(c) for c in term) or len(term) > MAX_TERM or QUESTION_WORD.search(term):
-                continue
-            exact = tuple(self._sound(c) for c in term)
-            spoken = tuple(fuzzy(s) for s in lazy_pinyin(term))
-            for table, key in ((self._exact, exact), (self._fuzzy, spoken)):
-                table[key] = target if table.get(key, target) == target else None
-
-    def correct(self, text: str) -> str:
-        """The text with typo'd words and pinyin runs replaced where a term sounds the same."""
-        out = []
-        for run in RUNS.findall(text):
-            if HAN.match(run):
-                out.append(self._correct_hanzi(run))
-            elif LATIN.match(run):
-                out.append(self._correct_pinyin(run))
-            else:
-                out.append(run)
-        return "".join(out)
-
-    def _sound(self, char: str) -> str:
-        sound = self._char_sounds.get(char)
-        if sound is None:
-            sound = self._char_sounds[char] = lazy_pinyin(char)[0]
-        return sound
-
-    def _correct_hanzi(self, run: str) -> str:
-        sounds = [self._sound(c) for c in run]
-        out = []
-        i = 0
-        while i < len(run):
-            for size in range(min(MAX_TERM, len(run) - i), 1, -1):
-                window = run[i:i + size]
-                target = self._exact.get(tuple(sounds[i:i + size]))
-                if target == window:
-                    break
-                # A real word is not a typo; a typo keeps most of its characters.
-                if (target and not self._words.get(window)
-                        and sum(a != b for a, b in zip(window, target)) <= max(1, size // 2)):
-                    break
-            else:
-                out.append(run[i])
-                i += 1
-                continue
-            out.append(target)
-            i += size
-        return "".join(out)
-
-    def _correct_pinyin(self, run: str) -> str:
-        pieces = split_pinyin(run)
-        if pieces is None:
-            return run
-        keys = [fuzzy(p) for p in pieces]
-        out = []
-        i = 0
-        while i < len(pieces):
-            for size in range(min(MAX_TERM, len(pieces) - i), 1, -1):
-                target = self._fuzzy.get(tuple(keys[i:i + size]))
-                if target:
-                    out.append(target)
-                    i += size
-                    break
-            else:
-                # Leftover syllables stay pinyin; neighbouring ones stay joined for re-splitting.
-                if out and LATIN.match(out[-1]):
-                    out[-1] += pieces[i]
-                else:
-                    out.append(pieces[i])
-                i += 1
-        return "".join(out)
-
-
 def _documents(topic: Topic) -> list[tuple[str, int, str]]:
     """(kind, index, text) of a topic's title, keywords and examples."""
     docs = [("title", 0, topic.title)]
     docs += [("keyword", i, k) for i, k in enumerate(topic.keywords)]
     docs += [("example", i, e) for i, e in enumerate(topic.examples)]
     return docs
-
-
-def _drop_particles(syllables: list[str]) -> list[str]:
-    """Remove particles (shenme, ma, de...) from pinyin input, as hanzi input drops 什么, 吗, 的."""
-    out: list[str] = []
-    i = 0
-    while i < len(syllables):
-        for words in PINYIN_STOPWORDS:
-            if tuple(syllables[i:i + len(words)]) == words:
-                out.append("|")
-                i += len(words)
-                break
-        else:
-            out.append(fuzzy(syllables[i]))
-            i += 1
-    return out
 
 
 def _synonym_pattern(synonyms: dict[str, str]) -> tuple[re.Pattern[str] | None, dict[str, str]]:
@@ -613,6 +472,21 @@ def _synonym_pattern(synonyms: dict[str, str]) -> tuple[re.Pattern[str] | None, 
     if not canonical:
         return None, canonical
     return re.compile("|".join(re.escape(v) for v in sorted(canonical, key=len, reverse=True))), canonical
+
+
+def _longest_first(words: dict[str, object]) -> re.Pattern[str] | None:
+    """A regex matching any of the words, longer words first."""
+    if not words:
+        return None
+    return re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)))
+
+
+def _abbreviation_pattern(abbreviations: dict[str, str]) -> re.Pattern[str] | None:
+    """Abbreviations as whole Latin runs only: zm in "贷款zm办" but not inside "zhuanmen"."""
+    if not abbreviations:
+        return None
+    alternatives = "|".join(re.escape(a) for a in sorted(abbreviations, key=len, reverse=True))
+    return re.compile(rf"(?<![a-z])(?:{alternatives})(?![a-z])")
 
 
 def _dictionary_terms(kb: KnowledgeBase, canonical: dict[str, str]) -> set[str]:

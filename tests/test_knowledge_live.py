@@ -8,8 +8,8 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from bot import library as library_module
 from bot.cli import cli
+from bot.knowledge import live as library_module
 from tests.conftest import ROOT, Chat, create_app, make_settings
 
 QUESTION = "开小店地址能用自己家住房吗"

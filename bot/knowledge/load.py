@@ -1,7 +1,8 @@
 """Load and validate the policy knowledge base: policies/*.toml -> KnowledgeBase.
 
-One TOML file per category (the file name is the category id) plus synonyms.toml; the
-format is described in policies/README.md. Loading stops at the first broken file with a
+One TOML file per category (the file name is the category id), plus synonyms.toml, the
+directory of other offices (offices.toml), small talk (small_talk.toml) and the overview
+for vague questions (overview.toml); the format is described in policies/README.md. Loading stops at the first broken file with a
 KnowledgeError naming file and line; check_knowledge() lists every problem it can find,
 including the content contract of shared/policy-spec.md.
 """
@@ -23,13 +24,17 @@ CONTRACT_IDS = (
     "relax.scope-name",
     "encourage.cadres", "encourage.returnees", "encourage.rural-talent",
     "encourage.tech-staff", "encourage.private-owners",
-    "support.loan", "support.tax", "support.land", "support.training", "support.service",
+    "support.loan", "support.startup-subsidy", "support.tax", "support.land", "support.training", "support.service",
     "industry.tea", "industry.vegetables", "industry.livestock",
     "service.apply-training", "service.apply-loan", "service.status", "service.contact",
     "service.announcements", "service.investment", "service.awards", "service.human",
 )
 
 SYNONYMS_FILE = "synonyms.toml"
+OFFICES_FILE = "offices.toml"
+SMALL_TALK_FILE = "small_talk.toml"
+OVERVIEW_FILE = "overview.toml"
+SMALL_TALK_KINDS = ("greeting", "thanks", "ack", "particles")
 PLACEHOLDERS = ("county", "bureau", "address", "hours", "hotline")
 DETAIL_FIELDS = ("eligibility", "benefits", "how_to_apply", "documents", "office")
 TOPIC_FIELDS = ("title", "answer", "keywords", "examples", "details")
@@ -64,12 +69,29 @@ class Category:
 
 
 @dataclass(frozen=True)
+class Overview:
+    """The list of money and help shown for vague questions ("有啥补贴")."""
+    title: str
+    topic_ids: tuple[str, ...]
+    words: tuple[str, ...]  # a question made only of these (and particles) is vague
+
+
+@dataclass(frozen=True)
 class KnowledgeBase:
     topics: dict[str, Topic]
     categories: tuple[Category, ...]
     # variant -> canonical term, e.g. "代款" -> "贷款"
     synonyms: dict[str, str]
     source: Path | None = None
+    # office key -> words that point a question to that office (offices.toml)
+    offices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # words that put a question outside this service with no office to refer to
+    no_office_words: tuple[str, ...] = ()
+    # kind (greeting, thanks, ack, particles) -> words (small_talk.toml)
+    small_talk: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    overview: Overview | None = None
+    # chat abbreviation -> term, e.g. "zm" -> "怎么" (synonyms.toml [abbreviations])
+    abbreviations: dict[str, str] = field(default_factory=dict)
     # (file name, mtime_ns, size) of every file read, so reload() can skip unchanged data.
     fingerprint: tuple[tuple[str, int, int], ...] = field(default=(), compare=False)
 
@@ -111,10 +133,14 @@ def load_knowledge(path: Path) -> KnowledgeBase:
     return kb
 
 
-def check_knowledge(path: Path, settings: MatcherSettings) -> list[str]:
-    """Every problem in the knowledge base at path: format, contract ids, confusable examples."""
+def check_knowledge(path: Path, settings: MatcherSettings,
+                    office_keys: typing.Collection[str] | None = None) -> list[str]:
+    """Every problem in the knowledge base at path: format, contract ids, confusable examples.
+
+    office_keys: the offices configured in config.toml; each office of offices.toml needs one.
+    """
     # Imported here because the matcher itself depends on this module.
-    from bot.matcher import Matcher
+    from bot.matching.matcher import Matcher
 
     path = Path(path)
     kb, problems = _read(path)
@@ -127,6 +153,17 @@ def check_knowledge(path: Path, settings: MatcherSettings) -> list[str]:
         if len(topic.answer) > MAX_ANSWER_CHARS:
             problems.append(f"{_where(path, topic)}: 话题 {topic.id} 的 answer 有 "
                             f"{len(topic.answer)} 字，超过一屏（{MAX_ANSWER_CHARS} 字）")
+    # With no office configured at all, referrals fall back to the hotline; a partial
+    # list is a mistake.
+    if office_keys:
+        for key in kb.offices:
+            if key not in office_keys:
+                problems.append(f"{path / OFFICES_FILE}: 部门 {key} 在 config.toml 的 "
+                                "[[county.offices]] 中没有名称和电话")
+    if kb.overview is not None:
+        for topic_id in kb.overview.topic_ids:
+            if topic_id not in kb.topics:
+                problems.append(f"{path / OVERVIEW_FILE}: 没有话题 {topic_id}")
     if not kb.topics:
         return problems
     matcher = Matcher(kb, settings)
@@ -146,6 +183,7 @@ def _read(path: Path) -> tuple[KnowledgeBase, list[str]]:
     topics: dict[str, Topic] = {}
     categories: list[Category] = []
     synonyms: dict[str, str] = {}
+    extras: dict[str, typing.Any] = {}
     seen_in: dict[str, str] = {}  # topic id -> file name
     if not path.is_dir():
         return KnowledgeBase({}, (), {}, path), [f"{path}: 知识库目录不存在"]
@@ -164,10 +202,21 @@ def _read(path: Path) -> tuple[KnowledgeBase, list[str]]:
         source = _Source(file, text.splitlines())
         if file.name == SYNONYMS_FILE:
             _read_synonyms(source, data, synonyms, problems)
+            extras["abbreviations"] = _read_abbreviations(source, data, problems)
+            continue
+        if file.name == OFFICES_FILE:
+            extras["offices"], extras["no_office_words"] = _read_offices(source, data, problems)
+            continue
+        if file.name == SMALL_TALK_FILE:
+            extras["small_talk"] = _read_word_lists(source, data, SMALL_TALK_KINDS, problems)
+            continue
+        if file.name == OVERVIEW_FILE:
+            extras["overview"] = _read_overview(source, data, problems)
             continue
         if file.stem not in CATEGORY_IDS:
             problems.append(f"{file}:1: 未知分类 {file.stem}，文件名应为 "
-                            f"{', '.join(CATEGORY_IDS)} 之一（或 {SYNONYMS_FILE}）")
+                            f"{', '.join(CATEGORY_IDS)} 之一（或 {SYNONYMS_FILE}、{OFFICES_FILE}、"
+                            f"{SMALL_TALK_FILE}、{OVERVIEW_FILE}）")
             continue
         category = _read_category(source, data, problems)
         for topic in _read_topics(source, data, problems, seen_in):
@@ -176,7 +225,7 @@ def _read(path: Path) -> tuple[KnowledgeBase, list[str]]:
                                 category.topic_ids + (topic.id,))
         categories.append(category)
     categories.sort(key=lambda c: (c.order, c.id))
-    kb = KnowledgeBase(topics, tuple(categories), synonyms, path, fingerprint)
+    kb = KnowledgeBase(topics, tuple(categories), synonyms, path, fingerprint=fingerprint, **extras)
     return kb, problems
 
 
@@ -311,7 +360,7 @@ def _read_synonyms(source: _Source, data: dict[str, typing.Any], synonyms: dict[
         problems.append(f"{source.at(key='synonyms')}: 缺少 [synonyms] 表")
         return
     for key in data:
-        if key != "synonyms":
+        if key not in ("synonyms", "abbreviations"):
             problems.append(f"{source.at(key=key)}: 未知字段 {key}")
     for canonical, variants in table.items():
         if not isinstance(variants, list) or not all(isinstance(v, str) and v.strip() for v in variants):
@@ -326,6 +375,81 @@ def _read_synonyms(source: _Source, data: dict[str, typing.Any], synonyms: dict[
                                 f"{synonyms[variant]} 和 {canonical} 的同义词")
                 continue
             synonyms[variant] = canonical
+
+
+def _read_abbreviations(source: _Source, data: dict[str, typing.Any],
+                        problems: list[str]) -> dict[str, str]:
+    """[abbreviations]: letters people type for a word (zm = 怎么), lower-case a-z only."""
+    table = data.get("abbreviations", {})
+    if not isinstance(table, dict):
+        problems.append(f"{source.at(key='abbreviations')}: abbreviations 应为表")
+        return {}
+    out = {}
+    for short, term in table.items():
+        if not re.fullmatch(r"[a-z]{1,8}", short) or not isinstance(term, str) or not term.strip():
+            problems.append(f"{source.at(key=short)}: 缩写 {short} 应为小写字母，对应一个非空词")
+            continue
+        out[short] = term.strip()
+    return out
+
+
+def _words(source: _Source, value: typing.Any, key: str, problems: list[str]) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        problems.append(f"{source.at(key=key)}: {key} 应为非空字符串列表")
+        return ()
+    return tuple(v.strip() for v in value)
+
+
+def _read_offices(source: _Source, data: dict[str, typing.Any],
+                  problems: list[str]) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
+    """[offices.KEY] words = [...] and [no_office] words = [...]."""
+    for key in data:
+        if key not in ("offices", "no_office"):
+            problems.append(f"{source.at(key=key)}: 未知字段 {key}")
+    offices: dict[str, tuple[str, ...]] = {}
+    owner: dict[str, str] = {}
+    tables = data.get("offices", {})
+    if not isinstance(tables, dict):
+        problems.append(f"{source.at(key='offices')}: offices 应为表")
+        tables = {}
+    for office, table in tables.items():
+        if not isinstance(table, dict) or set(table) != {"words"}:
+            problems.append(f"{source.at(key='words')}: 部门 {office} 应只有 words 列表")
+            continue
+        words = _words(source, table["words"], "words", problems)
+        for word in words:
+            if owner.setdefault(word, office) != office:
+                problems.append(f"{source.at(key='words')}: 「{word}」同时指向部门 "
+                                f"{owner[word]} 和 {office}")
+        offices[office] = words
+    no_office = data.get("no_office", {"words": []})
+    words = _words(source, no_office.get("words") if isinstance(no_office, dict) else None,
+                   "words", problems) if no_office.get("words") else ()
+    return offices, words
+
+
+def _read_word_lists(source: _Source, data: dict[str, typing.Any], kinds: tuple[str, ...],
+                     problems: list[str]) -> dict[str, tuple[str, ...]]:
+    out = {}
+    for key, value in data.items():
+        if key not in kinds:
+            problems.append(f"{source.at(key=key)}: 未知字段 {key}（可用：{'、'.join(kinds)}）")
+            continue
+        out[key] = _words(source, value, key, problems)
+    return out
+
+
+def _read_overview(source: _Source, data: dict[str, typing.Any], problems: list[str]) -> Overview | None:
+    for key in data:
+        if key not in ("title", "topics", "words"):
+            problems.append(f"{source.at(key=key)}: 未知字段 {key}")
+    title = data.get("title")
+    if not isinstance(title, str) or not title.strip():
+        problems.append(f"{source.at(key='title')}: 缺少 title（字符串）")
+        return None
+    topics = _words(source, data.get("topics"), "topics", problems)
+    words = _words(source, data.get("words"), "words", problems)
+    return Overview(title.strip(), topics, words) if topics else None
 
 
 def _where(path: Path, topic: Topic) -> str:

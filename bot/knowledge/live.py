@@ -11,8 +11,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from bot.knowledge import KnowledgeBase, KnowledgeError, load_knowledge
-from bot.matcher import Match, Matcher
+from bot.knowledge.load import KnowledgeBase, KnowledgeError, load_knowledge
+from bot.matching.matcher import Match, Matcher
 from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
