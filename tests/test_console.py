@@ -95,13 +95,13 @@ def test_staff_password_resets_and_lifts_the_lock(tmp_path):
     assert invoke("password", "nobody", text="new-pass-123\nnew-pass-123\n").exit_code != 0
     assert invoke("add", "li", text="s3cret-pass\ns3cret-pass\n").exit_code == 0
     d = engine.connect(tmp_path / "bot.db")
-    staff.record_login_failure(d, "li", 1, 900)
-    assert staff.locked_until(d, "li")
+    staff.record_login_failure(d, "li", "10.0.0.9", 1, 900)
+    assert staff.login_blocked_until(d, "li", "10.0.0.9")
     result = invoke("password", "li", text="new-pass-123\nnew-pass-123\n")
     assert result.exit_code == 0, result.output
     from werkzeug.security import check_password_hash
     assert check_password_hash(staff.get_staff(d, "li")["password_hash"], "new-pass-123")
-    assert staff.locked_until(d, "li") is None
+    assert staff.login_blocked_until(d, "li", "10.0.0.9") is None
 
 
 def test_no_default_account_exists(client):
@@ -150,23 +150,54 @@ def test_wrong_password_is_refused(app, client):
     assert client.get("/admin/").status_code == 302
 
 
-def test_lock_out_after_max_failures_even_with_the_right_password(tmp_path):
+def client_from(app, address: str):
+    """A test client whose requests come from address."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_failures_make_that_address_wait_even_with_the_right_password(tmp_path):
     from tests.conftest import create_app
     app = create_app(make_settings(tmp_path, console={"max_failed_logins": 3, "lockout_minutes": 15}))
-    client = app.test_client()
+    client = client_from(app, "10.0.0.7")
     add_staff(app)
     for _ in range(2):
         assert "用户名或密码错误" in sign_in(client, password="nope").get_data(as_text=True)
     third = sign_in(client, password="nope").get_data(as_text=True)
-    assert "15 分钟后再试" in third
-    locked = sign_in(client)
-    assert locked.status_code == 200 and "分钟后再试" in locked.get_data(as_text=True)
+    assert "秒后再试" in third
+    blocked = sign_in(client)
+    assert blocked.status_code == 200 and "后再试" in blocked.get_data(as_text=True)
     assert client.get("/admin/").status_code == 302
-    # When the lock has expired the right password works again.
+    # When the wait is over the right password works again.
     d = database(app)
-    d.conn.execute("UPDATE login_failures SET locked_until = 1")
+    d.conn.execute("UPDATE login_throttle SET blocked_until = 1")
     d.conn.commit()
     assert sign_in(client).status_code == 302
+    app.extensions["bot"].close()
+
+
+def test_a_stranger_guessing_cannot_lock_staff_out(tmp_path):
+    from tests.conftest import create_app
+    app = create_app(make_settings(tmp_path, console={"max_failed_logins": 5, "lockout_minutes": 15}))
+    add_staff(app)
+    stranger, d = client_from(app, "203.0.113.9"), database(app)
+    waits = []
+    for _ in range(16):
+        sign_in(stranger, password="guess")
+        row = d.execute("SELECT * FROM login_throttle WHERE address = '203.0.113.9'").fetchone()
+        waits.append(round(row[4] - row[3]) if row[4] else 0)
+        d.conn.execute("UPDATE login_throttle SET blocked_until = 1")  # the stranger waits it out
+        d.conn.commit()
+    # Five free tries, then 1, 2, 4 ... seconds, never more than lockout_minutes.
+    assert waits[:8] == [0, 0, 0, 0, 1, 2, 4, 8] and waits[-1] == 15 * 60
+    # Staff at their own desk sign in at once, while the stranger still has to wait.
+    assert sign_in(client_from(app, "192.168.1.20")).status_code == 302
+    sign_in(stranger, password="guess")
+    assert "分钟后再试" in sign_in(stranger).get_data(as_text=True)
+    log = [(e["action"], e["detail"]) for e in staff.audit_entries(d)]
+    assert ("登录失败", "来自 203.0.113.9") in log and ("登录", "来自 192.168.1.20") in log
+    assert ("登录被限制", "来自 203.0.113.9") in log
     app.extensions["bot"].close()
 
 
@@ -426,7 +457,7 @@ def test_invalid_topic_edit_is_refused_and_changes_nothing(kb_client, tmp_path, 
 
 
 def test_unanswered_question_added_as_example_is_matched_at_once(kb_client, tmp_path):
-    question = "做生意缺本钱政府能帮不"
+    question = "缺本钱能找政府借点不"
     first = Chat(kb_client, "o-shop").say(question)
     Chat(kb_client, "o-shop-b").say(question)
     d = database(kb_client.application)

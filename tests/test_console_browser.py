@@ -152,7 +152,7 @@ def test_edit_a_topic_and_the_bot_answers_with_the_new_text(browser, page, serve
 
 
 def test_add_an_unanswered_question_as_an_example(browser, page, served):
-    question = "做生意缺本钱政府能帮不"
+    question = "缺本钱能找政府借点不"
     first = send_as(page, served, "o-browser-shop", question)
     page.click("nav >> text=未答问题")
     item = page.locator("li", has_text=question)
