@@ -241,3 +241,13 @@ def test_console_fits_a_phone_screen(browser, served):
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 375
     context.close()
+
+
+def test_a_question_the_bot_did_not_understand_has_no_topic_chosen(page, served):
+    send_as(page, served, "o-browser-medical", "医保怎么交")
+    page.click("nav >> text=未答问题")
+    select = page.locator("li", has_text="医保怎么交").locator("select[name=topic]")
+    expect(select).to_have_value("")
+    page.locator("li", has_text="医保怎么交").locator("button:has-text('加为例句')").click()
+    # The browser refuses the empty choice: nothing is taught by one click.
+    expect(page.locator("li", has_text="医保怎么交")).to_have_count(1)
