@@ -128,7 +128,8 @@ def formula_config(tmp_path: Path) -> Path:
     settings = make_settings(tmp_path, courses=COURSES)
     app = create_app(settings)
     chat = Chat(app.test_client(), "o-f")
-    converse(chat, [(FORMULA if said == "扩建茶厂" else said, expected) for said, expected in LOAN_TO_SUMMARY])
+    turns = [(FORMULA if said == "扩建茶厂" else said, expected) for said, expected in LOAN_TO_SUMMARY]
+    converse(chat, turns)
     chat.say("确认")
     app.extensions["bot"].close()
     database = engine.connect(settings.storage.database)
