@@ -1,5 +1,24 @@
-"""What staff and applicants read for stored codes: console pages, exports and the forms."""
+"""What staff and applicants read for stored codes: console pages, exports and the forms.
+
+One set of staff-facing labels: the console, the exports and the CLI read them from here.
+"""
 from __future__ import annotations
 
 APPLICATION_TYPES = {"training": "培训报名", "loan": "贷款申请"}
 STAGES = {"running": "已经在经营", "planned": "准备开办"}
+
+# Announcement jobs and their recipients.
+JOB_STATUS = {"queued": "排队中", "running": "发送中", "waiting": "等待重试", "done": "已完成",
+              "cancelled": "已取消"}
+RECIPIENT_STATUS = {"pending": "待发送", "sending": "发送中", "delivered": "已送达", "failed": "失败",
+                    "unknown": "不确定（中断时正在发送）", "cancelled": "已取消"}
+CHANNELS = {"custom": "客服消息", "template": "模板消息", "mass": "群发", "simulator": "模拟器"}
+# Audience kinds, as in "township:城关镇".
+AUDIENCES = {"all": "全部关注用户", "township": "乡镇申请人", "course": "课程报名人",
+             "loan": "贷款申请人"}
+
+# The parts of a topic's answer staff edit, by details key.
+DETAILS = {"eligibility": "适用对象", "benefits": "政策内容", "how_to_apply": "办理流程",
+           "documents": "所需材料", "office": "办理地点"}
+# How well the bot understood a question, by match band.
+BANDS = {"answer": "直接答复", "suggest": "您是不是想问", "unknown": "没听懂"}

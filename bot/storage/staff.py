@@ -1,4 +1,4 @@
-"""Staff accounts and sign-in lock-out, the audit log, hand-offs to a person, and the
+"""Staff accounts and sign-in throttling, the audit log, hand-offs to a person, and the
 statistics the console shows."""
 from __future__ import annotations
 
@@ -41,34 +41,49 @@ def end_sessions(db: Database, username: str) -> None:
     commit(db)
 
 
-def locked_until(db: Database, username: str) -> float | None:
-    """When a user name's sign-in lock ends, if it is locked now."""
-    row = db.conn.execute("SELECT locked_until FROM login_failures WHERE username = ?",
-                          (username,)).fetchone()
+# Failures older than this are forgotten, so a staff member's typos of last week do not count.
+THROTTLE_MEMORY_SECONDS = 86400
+
+
+def login_blocked_until(db: Database, username: str, address: str) -> float | None:
+    """When sign-ins for a user name from an address are allowed again, if they are not now."""
+    row = db.conn.execute("SELECT blocked_until FROM login_throttle WHERE username = ? AND address = ?",
+                          (username, address)).fetchone()
     return row[0] if row and row[0] and row[0] > now() else None
 
 
-def record_login_failure(db: Database, username: str, max_failures: int,
-                         lock_seconds: float) -> float | None:
-    """Count a failed sign-in; lock the name once max_failures is reached. Returns the lock end."""
+def record_login_failure(db: Database, username: str, address: str, free_failures: int,
+                         max_wait_seconds: float) -> float | None:
+    """Count a failed sign-in from an address; past free_failures each one waits twice as long.
+
+    Returns when the next try from that address is allowed, or None if it is allowed now.
+    """
     with immediate(db):
-        row = db.conn.execute("SELECT failures FROM login_failures WHERE username = ?",
-                              (username,)).fetchone()
-        failures = (row[0] if row else 0) + 1
-        until = now() + lock_seconds if failures >= max_failures else None
+        at = now()
+        row = db.conn.execute("SELECT failures, last_failure_at FROM login_throttle"
+                              " WHERE username = ? AND address = ?", (username, address)).fetchone()
+        fresh = row is None or (row[1] or 0) < at - THROTTLE_MEMORY_SECONDS
+        failures = 1 if fresh else row[0] + 1
+        excess = failures - free_failures
+        # Capped exponent: 2 ** failures of a long attack would overflow a float.
+        until = at + min(2.0 ** min(excess, 32), max_wait_seconds) if excess >= 0 else None
         db.conn.execute(
-            "INSERT INTO login_failures (username, failures, locked_until) VALUES (?, ?, ?)"
-            " ON CONFLICT(username) DO UPDATE SET failures = excluded.failures,"
-            " locked_until = excluded.locked_until",
-            # A lock starts a fresh count, so the next lock needs max_failures again.
-            (username, 0 if until else failures, until),
-        )
+            "INSERT INTO login_throttle (username, address, failures, last_failure_at, blocked_until)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT(username, address) DO UPDATE SET"
+            " failures = excluded.failures, last_failure_at = excluded.last_failure_at,"
+            " blocked_until = excluded.blocked_until",
+            (username, address, failures, at, until))
     return until
 
 
-def record_login_success(db: Database, username: str) -> None:
-    """Clear a user name's failures and note the sign-in time."""
-    db.conn.execute("DELETE FROM login_failures WHERE username = ?", (username,))
+def record_login_success(db: Database, username: str, address: str | None = None) -> None:
+    """Clear a user name's failures from that address (from every address when None) and note
+    the sign-in time."""
+    if address is None:
+        db.conn.execute("DELETE FROM login_throttle WHERE username = ?", (username,))
+    else:
+        db.conn.execute("DELETE FROM login_throttle WHERE username = ? AND address = ?",
+                        (username, address))
     db.conn.execute("UPDATE staff SET last_login_at = ? WHERE username = ?", (now(), username))
     commit(db)
 
@@ -157,3 +172,14 @@ def application_counts(db: Database, column: str) -> list[dict[str, Any]]:
     return query(db,
         f"SELECT {column} AS value, COUNT(*) AS n FROM applications"
         f" WHERE {column} IS NOT NULL AND {column} != '' GROUP BY {column} ORDER BY n DESC, value")
+
+
+def count_open_unanswered(db: Database) -> int:
+    """How many unanswered questions wait for review."""
+    return int(db.conn.execute("SELECT COUNT(*) FROM unanswered WHERE status = 'open'").fetchone()[0])
+
+
+def open_unanswered_page(db: Database, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+    """One page of the questions waiting for review, newest first."""
+    return query(db, "SELECT * FROM unanswered WHERE status = 'open'"
+                     " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?", [limit, offset])
