@@ -23,14 +23,14 @@ class Invalid(ValueError):
         self.code = code
 
 
-def normalize(text: str) -> str:
+def normalise(text: str) -> str:
     """Full-width letters and digits to ASCII (NFKC), trimmed."""
     return unicodedata.normalize("NFKC", text).strip()
 
 
 def compact_number(text: str) -> str:
     """A typed number without spaces, dashes or dots used as separators."""
-    return re.sub(r"[\s\-‐‑–—_.·]", "", normalize(text))
+    return re.sub(r"[\s\-‐‑–—_.·]", "", normalise(text))
 
 
 # --- mobile phone ------------------------------------------------------------------------
@@ -56,7 +56,7 @@ _ID_CHECK = "10X98765432"
 
 def id_check_digit(first17: str) -> str:
     """The GB 11643 check character for the first 17 digits."""
-    return _ID_CHECK[sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS)) % 11]
+    return _ID_CHECK[sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS, strict=True)) % 11]
 
 
 def parse_id_number(text: str, today: dt.date) -> str:
@@ -85,7 +85,7 @@ _LATIN_NAME = re.compile(r"[A-Za-z]+(?:[ .·'\-][A-Za-z]+)*")
 
 def parse_name(text: str) -> str:
     """2-20 characters of Chinese (with · between parts) or Latin letters."""
-    name = re.sub(r"[•・‧∙⋅]", "·", normalize(text))
+    name = re.sub(r"[•・‧∙⋅]", "·", normalise(text))
     name = re.sub(r"\s+", " ", name)
     if not 2 <= len(name) <= 20:
         raise Invalid("length")
@@ -104,7 +104,7 @@ _AMOUNT_CHARS = re.compile(r"[\d.负零〇一二两三四五六七八九十百�
 
 def parse_amount(text: str) -> int:
     """Yuan as an integer from 5万, 五万, 三万五, 3.5万, 50000元, 5w, 50,000."""
-    raw = normalize(text).replace(",", "").replace("，", "").replace(" ", "")
+    raw = normalise(text).replace(",", "").replace("，", "").replace(" ", "")
     raw = _UNIT.sub("", raw)
     raw = re.sub(r"(?<=[\d.])[wW]$", "万", raw)
     if not raw:
@@ -136,7 +136,7 @@ class PlaceMatch:
 
 def match_township(text: str, townships: tuple[str, ...]) -> PlaceMatch:
     """Fuzzy-match a township name; raise Invalid("unknown") when nothing is close."""
-    typed = normalize(text).replace(" ", "")
+    typed = normalise(text).replace(" ", "")
     if not townships:
         if 2 <= len(typed) <= 20:
             return PlaceMatch(typed, True)

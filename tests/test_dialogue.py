@@ -199,7 +199,8 @@ def test_dialogue_round_trips_through_sqlite_encrypted(tmp_path):
     raw = next(database["dialogues"].rows)
     assert "11010519491231" not in str(raw)
     again = dialogue.load_all(database, vault, "o1")[0]
-    assert (again.step, again.answers, again.history, again.updated_at) == ("b", {"a": 11010519491231}, [["a"]], 6.0)
+    assert (again.step, again.answers, again.history, again.updated_at) == (
+        "b", {"a": 11010519491231}, [["a"]], 6.0)
     dialogue.drop(database, again)
     assert dialogue.load_all(database, vault, "o1") == []
 

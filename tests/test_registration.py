@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from bot.storage import applications, engine, migrations
+from bot.storage import applications, engine, migrations, staff
 from bot.validators import id_check_digit
 from tests import wx
 from tests.conftest import Chat, create_app, make_settings
@@ -270,10 +270,21 @@ def test_three_misses_at_one_question_offer_the_hotline(chat):
     assert HOTLINE not in chat.say("456")
     third = chat.say("789")
     assert HOTLINE in third and "转人工" in third and third.endswith("请输入您的手机号（11位数字）。")
-    human = chat.say("转人工")  # answered by the knowledge base, then the form goes on
-    assert "人工" in human and human.endswith("请输入您的手机号（11位数字）。")
     assert "身份证号" in chat.say(PHONE)
     assert HOTLINE not in chat.say("12")  # the count starts again at the next question
+
+
+def test_asking_for_a_person_mid_form_reaches_staff_and_the_form_waits(chat, database):
+    converse(chat, TRAINING_TO_SUMMARY[:3])
+    human = chat.say("转人工")
+    assert "人工客服" in human and "培训报名已暂停" in human and "继续报名" in human
+    assert [r["openid"] for r in staff.open_handoffs(database)] == [chat.openid]
+    assert "身份证号" not in chat.say(PHONE)  # paused: the form leaves text alone
+    resumed = chat.say("继续报名")
+    assert "之前填的都还在" in resumed and resumed.endswith("请输入您的手机号（11位数字）。")
+    for said, _ in TRAINING_TO_SUMMARY[3:]:
+        summary = chat.say(said)
+    assert "张三" in summary and "高山蔬菜" in summary
 
 
 # --- dialogue control --------------------------------------------------------------------
@@ -382,7 +393,8 @@ def test_numbers_sent_after_expiry_are_not_stored_in_plain_text(chat, clock, set
     clock.advance(45)
     assert "已经暂停" in chat.say(ID)  # goes to the matcher, which keeps unanswered questions
     database = engine.connect(settings.storage.database)
-    assert ID not in str(list(database["unanswered"].rows)) and "1101" in str(list(database["unanswered"].rows))
+    unanswered = str(list(database["unanswered"].rows))
+    assert ID not in unanswered and "1101" in unanswered
     database.close()
 
 
@@ -495,7 +507,8 @@ def test_status_query_shows_each_application_with_staff_note(chat, database):
     px = PX.search(chat.say("确认")).group()
     converse(chat, LOAN_TO_SUMMARY[:4] + [("1", "还用上次的信息吗"), ("是", SUMMARY_MARK)])
     dk = DK.search(chat.say("确认")).group()
-    assert applications.change_status(database, px, "审核中", "请带身份证原件到窗口", "staff-wang") == chat.openid
+    changed = applications.change_status(database, px, "审核中", "请带身份证原件到窗口", "staff-wang")
+    assert changed == chat.openid
     status = chat.say("查询进度")
     assert px in status and dk in status and "状态：审核中" in status and "请带身份证原件到窗口" in status
     assert "高山蔬菜" in status and "35000元" in status and "状态：已提交" in status
@@ -617,3 +630,23 @@ def test_numbers_appear_only_in_the_summary_never_in_logs_or_the_database_file(
         data = path.read_bytes()
         for number in (ID, PHONE, "13900001111"):
             assert number.encode() not in data, (path.name, number)
+
+
+# --- a crashing handler ----------------------------------------------------------------
+
+def test_a_handler_that_crashes_after_writing_leaves_nothing_half_done(app, chat, database, caplog):
+    from handlers import registration, services
+
+    def start_then_crash(inbound, ctx):
+        registration.start_loan(inbound, ctx)  # writes the dialogue row
+        services.hand_to_staff(inbound, ctx)   # writes a hand-off and pauses the form
+        raise RuntimeError("a bug after the writes")
+
+    app.extensions["bot"].router.routes.insert(0, (lambda m: m.text == "崩溃", start_then_crash))
+    reply = chat.say("崩溃")
+    assert "系统刚才出了点问题" in reply and HOTLINE in reply
+    assert "a bug after the writes" in caplog.text
+    assert database["dialogues"].count == 0 and staff.open_handoffs(database) == []
+    logged = database.conn.execute("SELECT content, reply FROM messages").fetchall()
+    assert logged == [("崩溃", reply)]
+    assert "多少贷款" in chat.say("申请贷款")  # nothing left over: the form starts afresh
