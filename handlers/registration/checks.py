@@ -13,12 +13,15 @@ from bot.router import Context
 from bot.storage import applications
 from bot.validators import (
     Invalid,
-    match_township,
+    has_number,
+    match_address,
     normalise,
     parse_amount,
     parse_id_number,
     parse_name,
     parse_phone,
+    place_words,
+    spoken_digits,
 )
 from handlers.registration.submit import TRAINING, describe, profile, yuan
 
@@ -26,6 +29,15 @@ YES_WORDS = ("是", "是的", "对", "对的", "嗯", "好", "好的", "可以",
              "还用", "用", "yes", "y")
 NO_WORDS = ("否", "不是", "不", "没有", "不用", "不要", "不对", "重新填", "重新填写", "no", "n")
 CONFIRM_WORDS = ("确认", "确定", "提交", "确认提交", "确认无误", "没问题")
+# A sentence that starts with one of these is a yes ("是的，在外面打了十年工") or a no.
+_YES_OPENINGS = ("是的", "是啊", "是", "对的", "对", "嗯", "没错")
+_NO_OPENINGS = ("不是", "没有", "不对", "否")
+# The examples the industry question gives, so "养殖那个" can point at one of them.
+INDUSTRY_EXAMPLES = ("茶叶种植", "生态养殖", "农村电商")
+# Words around a choice from a list: "养殖那个", "我要报茶叶的", "第二个".
+_POINTING = re.compile(r"那个|这个|那种|这种|那门|这门|那一个|这一个")
+_FILLER = re.compile(r"^(我要报|我想报|我要学|我想学|我要|我想|报|学)|(的|吧|啊|呀|课|班)$")
+_ORDINAL = re.compile(r"第?([1-9]|[一二三四五六七八九])[个门项]?")
 
 _RUNNING = ("已经", "在经营", "正在", "经营中", "开了", "在做", "运营")
 _PLANNED = ("准备", "计划", "打算", "还没", "筹备", "想开", "新开", "没开")
@@ -48,12 +60,18 @@ def trimmed(text: str) -> str:
 
 
 def yes_no(text: str) -> bool | None:
-    """True for a yes, False for a no, None for neither."""
+    """True for a yes, False for a no, None for neither; a sentence counts by how it starts."""
     typed = plain(text)
     if typed in YES_WORDS:
         return True
     if typed in NO_WORDS:
         return False
+    if typed.startswith(_NO_OPENINGS):
+        return False
+    for opening in _YES_OPENINGS:
+        # "是不是…" and "对不对" are questions, not a yes.
+        if typed.startswith(opening) and not typed[len(opening):].startswith(("不", "否")):
+            return True
     return None
 
 
@@ -66,11 +84,13 @@ def is_reply_word(text: str) -> bool:
 def check_course(text: str, ctx: Context, d: Dialogue) -> Check:
     """A course by its number in the list or by (part of) its name."""
     courses = ctx.settings.courses
-    typed = normalise(text).replace(" ", "")
+    typed = _FILLER.sub("", _POINTING.sub("", normalise(text).replace(" ", ""))) or text
+    ordinal = _ORDINAL.fullmatch(typed)
+    number = int(spoken_digits(ordinal.group(1))) if ordinal else 0
     chosen = None
-    if typed.isdigit() and 1 <= int(typed) <= len(courses):
-        chosen = courses[int(typed) - 1]
-    elif typed:
+    if 1 <= number <= len(courses):
+        chosen = courses[number - 1]
+    elif typed and not typed.isdigit():
         names = [c.name for c in courses]
         contained = [c for c in courses if typed in c.name or c.name in typed]
         if len(contained) == 1:
@@ -105,6 +125,8 @@ def check_name(text: str, ctx: Context, d: Dialogue) -> Check:
     try:
         return Check(parse_name(text))
     except Invalid as exc:
+        if exc.code == "pointer":
+            return Check(hint="这里请填写您的姓名，例如：张三。")
         if exc.code == "length":
             return Check(hint="姓名要2到20个字，请再输入一次。")
         return Check(hint="姓名只能是汉字或字母（少数民族姓名中间可以用“·”），请再输入一次。")
@@ -122,7 +144,7 @@ def check_phone(text: str, ctx: Context, d: Dialogue) -> Check:
     try:
         return Check(parse_phone(text))
     except Invalid as exc:
-        return Check(hint=_PHONE_HINTS[exc.code])
+        return Check(hint=_PHONE_HINTS[exc.code], attempted=has_number(text))
 
 
 _ID_HINTS = {
@@ -139,25 +161,28 @@ def check_id_number(text: str, ctx: Context, d: Dialogue) -> Check:
     try:
         return Check(parse_id_number(text, today))
     except Invalid as exc:
-        return Check(hint=_ID_HINTS[exc.code])
+        return Check(hint=_ID_HINTS[exc.code], attempted=has_number(text))
 
 
 def check_township(text: str, ctx: Context, d: Dialogue) -> Check:
-    """One of the county's townships; a near miss is confirmed first."""
+    """One of the county's townships (a near miss is confirmed first), and the village
+    too when the answer names it ("我是城关镇东门村的")."""
     towns = ctx.settings.county.townships
     try:
-        found = match_township(text, towns)
+        found, village = match_address(text, towns)
     except Invalid:
         listed = f"本县的乡镇有：{'、'.join(towns)}。" if towns else ""
         return Check(hint=f"没找到这个乡镇。{listed}请再输入一次。")
+    also = {"village": village} if village else {}
     if found.sure:
-        return Check(found.name)
-    return Check(found.name, confirm=f"您说的是“{found.name}”吗？回复“是”确认，或重新输入乡镇名。")
+        return Check(found.name, also=also)
+    return Check(found.name, also=also,
+                 confirm=f"您说的是“{found.name}”吗？回复“是”确认，或重新输入乡镇名。")
 
 
 def check_village(text: str, ctx: Context, d: Dialogue) -> Check:
     """A village or neighbourhood name."""
-    return free_text(text, ctx, 2, 30, "请输入村（社区）的名字，例如：石门村。")
+    return free_text(place_words(text), ctx, 2, 30, "请输入村（社区）的名字，例如：石门村。")
 
 
 def check_returning(text: str, ctx: Context, d: Dialogue) -> Check:
@@ -194,8 +219,13 @@ def check_purpose(text: str, ctx: Context, d: Dialogue) -> Check:
 
 
 def check_industry(text: str, ctx: Context, d: Dialogue) -> Check:
-    """The applicant's line of business."""
-    return free_text(text, ctx, 2, 30, "请说一下您做的行业，例如：茶叶种植、生态养殖、农村电商。")
+    """The applicant's line of business; "养殖那个" picks the example it points at."""
+    if _POINTING.search(text):
+        part = _FILLER.sub("", _POINTING.sub("", plain(text)))
+        picked = [name for name in INDUSTRY_EXAMPLES if part and part in name]
+        if len(picked) == 1:
+            return Check(picked[0])
+    return free_text(text, ctx, 2, 30, f"请说一下您做的行业，例如：{'、'.join(INDUSTRY_EXAMPLES)}。")
 
 
 def check_stage(text: str, ctx: Context, d: Dialogue) -> Check:

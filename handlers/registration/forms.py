@@ -118,7 +118,7 @@ FORMS = {
         Field("amount", _ask_amount, checks.check_amount, "贷款金额", ("金额", "钱"), yuan),
         Field("purpose", _ask("贷款主要用来做什么？（例如：扩建茶厂、买种苗和饲料）"),
               checks.check_purpose, "用途"),
-        Field("industry", _ask("您做的是哪个行业？（例如：茶叶种植、生态养殖、农村电商）"),
+        Field("industry", _ask(f"您做的是哪个行业？（例如：{'、'.join(checks.INDUSTRY_EXAMPLES)}）"),
               checks.check_industry, "行业"),
         Field("stage", _ask_stage, checks.check_stage, "经营情况", ("情况",), labels.STAGES.__getitem__),
         *IDENTITY,
