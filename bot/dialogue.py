@@ -1,9 +1,11 @@
-"""Form engine: one question per message, answers kept per user in SQLite.
+"""Form engine and lifecycle: one question per message, answers kept per user in SQLite.
 
 A Form is an ordered list of Fields (key, prompt, check). The engine tracks which field is
-pending, validates answers, goes back, edits single answers from the summary, pauses and
-expires. It knows no wording: prompts, hints and labels come from handlers/. Answers are
-personal data, so the dialogue row holds them encrypted with the Vault.
+pending, validates answers, goes back, edits single answers from the summary; the
+lifecycle functions (start, resume, pause, cancel, finish, tidy) keep one user's forms in
+step with storage during a message, so handlers never change a dialogue's state
+themselves. It knows no wording: prompts, hints and labels come from handlers/. Answers
+are personal data, so the dialogue row holds them encrypted with the Vault.
 """
 from __future__ import annotations
 
@@ -40,6 +42,9 @@ class Check:
     hint: str = ""
     confirm: str = ""  # ask this yes/no question before keeping an unsure value
     also: Mapping[str, Any] = field(default_factory=dict)  # further answers filled at once
+    # A wrong try at this answer (e.g. an ID number with a bad check digit), never a
+    # question to look up: the hint is said, the text is not sent to the matcher.
+    attempted: bool = False
 
     @property
     def ok(self) -> bool:
@@ -51,8 +56,8 @@ class Check:
 class Field:
     """One question of a form."""
     key: str
-    prompt: Callable[[Context, "Dialogue"], str]
-    check: Callable[[str, Context, "Dialogue"], Check]
+    prompt: Callable[[Context, Dialogue], str]
+    check: Callable[[str, Context, Dialogue], Check]
     label: str = ""  # name in the summary; empty keeps the field out of it
     aliases: tuple[str, ...] = ()  # other names users give the field when editing it
     show: Callable[[Any], str] = str
@@ -192,6 +197,132 @@ def is_resumable(dialogue: Dialogue, now: float, resume_seconds: float) -> bool:
     return now - dialogue.updated_at <= resume_seconds
 
 
+# --- lifecycle: one user's forms during one message -------------------------------------
+
+GONE = "gone"  # an active form left longer than the resume window: dropped, tell the user
+TIMED_OUT = "timed out"  # an active form idle past the timeout: expired, tell the user
+
+
+def stored(ctx: Context, openid: str) -> list[Dialogue]:
+    """All the user's stored forms, read once per message.
+
+    Handlers and the after-hook share these objects, which save, drop and set_status keep
+    in step with storage.
+    """
+    forms = ctx.memo.get("forms")
+    if forms is None:
+        forms = ctx.memo["forms"] = load_all(ctx.db, ctx.vault, openid)
+    return forms
+
+
+def open_forms(ctx: Context, openid: str) -> list[Dialogue]:
+    """The user's forms still within the resume window (tidy clears older ones)."""
+    window = ctx.settings.dialogue.resume_hours * 3600
+    return [d for d in stored(ctx, openid)
+            if d.status != DROPPED and is_resumable(d, ctx.now(), window)]
+
+
+def active(ctx: Context, openid: str) -> Dialogue | None:
+    """The form being filled in, unless it idled past the timeout (tidy expires it)."""
+    timeout = ctx.settings.dialogue.timeout_minutes * 60
+    return next((d for d in open_forms(ctx, openid)
+                 if d.status == ACTIVE and not is_idle(d, ctx.now(), timeout)), None)
+
+
+def find(ctx: Context, openid: str, form: str) -> Dialogue | None:
+    """The user's open dialogue of this form, if any."""
+    return next((d for d in open_forms(ctx, openid) if d.form == form), None)
+
+
+def start(ctx: Context, form: Form, openid: str,
+          answers: Mapping[str, Any] | None = None) -> tuple[Dialogue, Dialogue | None]:
+    """Begin a form (pausing another active one); returns it and the one paused."""
+    paused = pause_others(ctx, openid, form.name)
+    dialogue = begin(form, openid, ctx.now(), answers)
+    save(ctx.db, ctx.vault, dialogue, ctx.now())
+    # It replaces any one of this form too old to resume, which tidy must not drop.
+    forms = stored(ctx, openid)
+    forms[:] = [dialogue] + [d for d in forms if d.form != form.name]
+    return dialogue, paused
+
+
+def resume(ctx: Context, dialogue: Dialogue) -> Dialogue | None:
+    """Make a paused or expired dialogue the active one; returns another one paused."""
+    dialogue.cancelling = False  # coming back means the user wants to go on
+    paused = None
+    if dialogue.status != ACTIVE:
+        paused = pause_others(ctx, dialogue.openid, dialogue.form)
+        dialogue.status = ACTIVE
+    save(ctx.db, ctx.vault, dialogue, ctx.now())
+    return paused
+
+
+def pause_others(ctx: Context, openid: str, form: str) -> Dialogue | None:
+    """Only one form is active at a time: pause another active one and return it."""
+    for other in open_forms(ctx, openid):
+        if other.form != form and other.status == ACTIVE:
+            other.status = PAUSED
+            save(ctx.db, ctx.vault, other, ctx.now())
+            return other
+    return None
+
+
+def pause_active(ctx: Context, openid: str) -> Dialogue | None:
+    """Pause the form being filled in (the user went to the menu or asked for a person)."""
+    dialogue = active(ctx, openid)
+    if dialogue is not None:
+        set_status(ctx.db, dialogue, PAUSED, ctx.now())
+    return dialogue
+
+
+def ask_to_cancel(dialogue: Dialogue, asking: bool) -> None:
+    """Note (or forget) that the user was asked whether to really cancel."""
+    dialogue.cancelling = asking
+
+
+def forgive(dialogue: Dialogue) -> None:
+    """A question asked instead of an answer is not a failed try."""
+    dialogue.attempts = max(0, dialogue.attempts - 1)
+
+
+def needs_help(ctx: Context, dialogue: Dialogue) -> bool:
+    """The user failed the pending question often enough to be offered a person."""
+    return dialogue.attempts >= ctx.settings.dialogue.max_attempts
+
+
+def keep(ctx: Context, dialogue: Dialogue) -> None:
+    """Store the dialogue after a message changed it, unless it was finished or cancelled."""
+    if dialogue.status != DROPPED:
+        save(ctx.db, ctx.vault, dialogue, ctx.now())
+
+
+def finish(ctx: Context, dialogue: Dialogue) -> None:
+    """The form was submitted or cancelled: forget it."""
+    drop(ctx.db, dialogue)
+
+
+def tidy(ctx: Context, openid: str) -> list[tuple[Dialogue, str]]:
+    """Drop forms past the resume window and expire idle ones; returns what to tell.
+
+    GONE for an active form dropped unseen, TIMED_OUT for one just expired. The resume
+    window of an expired form runs from its last answer.
+    """
+    settings = ctx.settings.dialogue
+    now = ctx.now()
+    told = []
+    for d in stored(ctx, openid):
+        if d.status == DROPPED:
+            continue
+        if not is_resumable(d, now, settings.resume_hours * 3600):
+            if d.status == ACTIVE:
+                told.append((d, GONE))
+            drop(ctx.db, d)
+        elif is_idle(d, now, settings.timeout_minutes * 60):
+            set_status(ctx.db, d, EXPIRED, d.updated_at)
+            told.append((d, TIMED_OUT))
+    return told
+
+
 # --- storage ----------------------------------------------------------------------------
 
 
@@ -224,12 +355,12 @@ def save(database: Database, vault: Vault, dialogue: Dialogue, now: float) -> No
                        ensure_ascii=False)
     before = dialogue.stored
     same = before is not None and before.plain == plain
-    if (same and (before.step, before.status, before.attempts)
+    if (before is not None and same and (before.step, before.status, before.attempts)
             == (dialogue.step, dialogue.status, dialogue.attempts)
             and now - before.updated_at < TOUCH_PRECISION):
         return
     dialogue.updated_at = now
-    ciphertext = before.ciphertext if same else vault.encrypt(plain)
+    ciphertext = before.ciphertext if before is not None and same else vault.encrypt(plain)
     user_state.save_dialogue(database, {
         "openid": dialogue.openid, "form": dialogue.form, "step": dialogue.step,
         "status": dialogue.status, "attempts": dialogue.attempts, "data": ciphertext,

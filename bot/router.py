@@ -10,13 +10,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlite_utils import Database
 
 from bot.knowledge.live import Library
 from bot.privacy import Vault
 from bot.settings import Settings
+from bot.storage.engine import savepoint
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +57,11 @@ class Reply:
     band: str | None = None   # matcher band, for the log and analytics
 
     @classmethod
-    def empty(cls) -> "Reply":
+    def empty(cls) -> Reply:
         """No message back (WeChat gets "success")."""
         return cls(kind="empty")
 
-    def with_text(self, text: str) -> "Reply":
+    def with_text(self, text: str) -> Reply:
         """The same reply with other text."""
         return replace(self, text=text)
 
@@ -84,6 +85,8 @@ class Context:
 
 Handler = Callable[[Inbound, Context], "Reply | None"]
 AfterHook = Callable[[Inbound, Context, Reply], Reply]
+# A decorated handler keeps its own type (e.g. one that always answers returns Reply).
+H = TypeVar("H", bound=Handler)
 
 
 class Router:
@@ -94,33 +97,33 @@ class Router:
         self.after_hooks: list[AfterHook] = []
         self.error_reply: Callable[[Context], Reply] = lambda ctx: Reply.empty()
 
-    def add(self, predicate: Callable[[Inbound], bool]) -> Callable[[Handler], Handler]:
+    def add(self, predicate: Callable[[Inbound], bool]) -> Callable[[H], H]:
         """Register a handler for messages the predicate accepts."""
-        def decorator(fn: Handler) -> Handler:
+        def decorator(fn: H) -> H:
             self.routes.append((predicate, fn))
             return fn
         return decorator
 
-    def text(self, fn: Handler) -> Handler:
+    def text(self, fn: H) -> H:
         """Any text message (voice with recognition included)."""
         return self.add(lambda m: m.kind == "text")(fn)
 
-    def keyword(self, *words: str) -> Callable[[Handler], Handler]:
+    def keyword(self, *words: str) -> Callable[[H], H]:
         """A text message that is exactly one of the words (trimmed)."""
         wanted = set(words)
         return self.add(lambda m: m.kind == "text" and m.text in wanted)
 
-    def event(self, *names: str) -> Callable[[Handler], Handler]:
+    def event(self, *names: str) -> Callable[[H], H]:
         """An event such as subscribe, unsubscribe, scan, location, click, view."""
         wanted = {n.lower() for n in names}
         return self.add(lambda m: m.kind == "event" and m.event in wanted)
 
-    def click(self, *keys: str) -> Callable[[Handler], Handler]:
+    def click(self, *keys: str) -> Callable[[H], H]:
         """A custom-menu CLICK event with one of the keys."""
         wanted = set(keys)
         return self.add(lambda m: m.kind == "event" and m.event == "click" and m.event_key in wanted)
 
-    def message(self, *kinds: str) -> Callable[[Handler], Handler]:
+    def message(self, *kinds: str) -> Callable[[H], H]:
         """A message of one of the kinds (image, voice, location, link, unknown, …)."""
         wanted = set(kinds)
         return self.add(lambda m: m.kind in wanted)
@@ -130,21 +133,27 @@ class Router:
         self.after_hooks.append(hook)
         return hook
 
-    def include(self, other: "Router") -> None:
+    def include(self, other: Router) -> None:
         """Append another router's routes and hooks after this one's."""
         self.routes.extend(other.routes)
         self.after_hooks.extend(other.after_hooks)
 
     def dispatch(self, inbound: Inbound, ctx: Context) -> Reply:
-        """Run the first handler that answers; a crash becomes the polite error reply."""
+        """Run the first handler that answers; a crash becomes the polite error reply.
+
+        The handlers' writes are a savepoint of the message's transaction: a crash rolls
+        back what they half did, and the apology is still logged with the message.
+        """
         try:
-            reply = self._first_reply(inbound, ctx)
-            for hook in self.after_hooks:
-                reply = hook(inbound, ctx, reply)
+            with savepoint(ctx.db):
+                reply = self._first_reply(inbound, ctx)
+                for hook in self.after_hooks:
+                    reply = hook(inbound, ctx, reply)
             return reply
         except Exception:
             # The only broad except: a bug must cost the user one polite message, not a 500.
             logger.exception("handler failed for a %s message", inbound.kind)
+            ctx.memo.clear()  # what was read may describe the rolled-back writes
             return self.error_reply(ctx)
 
     def _first_reply(self, inbound: Inbound, ctx: Context) -> Reply:

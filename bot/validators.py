@@ -1,8 +1,9 @@
-"""Parsing of form answers: phone, ID card, name, loan amount, township.
+"""Parsing of form answers: phone, ID card, name, loan amount, township and village.
 
 Each parser returns the cleaned value or raises Invalid with a short English reason code;
 handlers turn the code into a Chinese hint. Full-width digits, spaces and dashes are
-accepted wherever people type numbers.
+accepted wherever people type numbers, and answers may come as a sentence, typed or
+spoken ("我的手机是一三九…", "我叫王秀英", "我是城关镇东门村的").
 """
 from __future__ import annotations
 
@@ -33,11 +34,36 @@ def compact_number(text: str) -> str:
     return re.sub(r"[\s\-‐‑–—_.·]", "", normalise(text))
 
 
+# Digits read out one by one, as voice input transcribes them (幺 is how 1 is said).
+_SPOKEN_DIGITS = str.maketrans("零〇幺一二两三四五六七八九", "0011223456789")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+
+
+def spoken_digits(text: str) -> str:
+    """Chinese digit characters to ASCII digits ("一三九" -> "139"), nothing else changed."""
+    return normalise(text).translate(_SPOKEN_DIGITS)
+
+
+def _number_in(text: str, pattern: str) -> str:
+    """The number in an answer: the whole answer, or the one number in a sentence."""
+    number = compact_number(spoken_digits(text)).upper()
+    if _CJK.search(number):  # a sentence ("我的手机是…"): take the number it holds
+        runs = re.findall(pattern, number)
+        if len(runs) == 1:
+            return runs[0]
+    return number
+
+
+def has_number(text: str, digits: int = 6) -> bool:
+    """The answer holds a number of at least that many digits (an attempt at one)."""
+    return re.search(rf"\d{{{digits},}}", compact_number(spoken_digits(text))) is not None
+
+
 # --- mobile phone ------------------------------------------------------------------------
 
 def parse_phone(text: str) -> str:
     """A mainland mobile number: 11 digits starting 1[3-9]; +86 / 86 prefixes dropped."""
-    digits = compact_number(text)
+    digits = _number_in(text, r"\+?\d{6,}")
     digits = re.sub(r"^(\+?86)(?=1\d{10}$)", "", digits)
     if not digits.isdigit():
         raise Invalid("chars")
@@ -56,12 +82,12 @@ _ID_CHECK = "10X98765432"
 
 def id_check_digit(first17: str) -> str:
     """The GB 11643 check character for the first 17 digits."""
-    return _ID_CHECK[sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS)) % 11]
+    return _ID_CHECK[sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS, strict=True)) % 11]
 
 
 def parse_id_number(text: str, today: dt.date) -> str:
     """An 18-character resident ID: 17 digits, a real birth date, the right check digit."""
-    number = compact_number(text).upper()
+    number = _number_in(text, r"\d{6,}X?")
     if len(number) != 18:
         raise Invalid("length")
     if not (number[:17].isdigit() and (number[17].isdigit() or number[17] == "X")):
@@ -83,10 +109,24 @@ _CHINESE_NAME = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+(?:·[\u3400-\u4dbf\u4
 _LATIN_NAME = re.compile(r"[A-Za-z]+(?:[ .·'\-][A-Za-z]+)*")
 
 
+# How people introduce themselves before their name, and pointers that are no name.
+_NAME_PREAMBLE = re.compile(r"^(?:(?:我的)?(?:名字|姓名)(?:是|叫|为)?|本人(?:是|叫)?|我(?:是|叫)|叫)"
+                            r"[:：,， ]*")
+_POINTER = re.compile(r"(第[\d一二三四五六七八九十]+[个位项条种门]?|[这那哪][个位项条种门])[吧啊呀]?")
+
+
 def parse_name(text: str) -> str:
-    """2-20 characters of Chinese (with · between parts) or Latin letters."""
+    """2-20 characters of Chinese (with · between parts) or Latin letters.
+
+    "我叫王秀英" is 王秀英; "第三个" (a choice from a list) raises Invalid("pointer").
+    """
     name = re.sub(r"[•・‧∙⋅]", "·", normalise(text))
     name = re.sub(r"\s+", " ", name)
+    if _POINTER.fullmatch(name):
+        raise Invalid("pointer")
+    introduced = _NAME_PREAMBLE.sub("", name)
+    if introduced != name and 2 <= len(introduced):
+        name = introduced
     if not 2 <= len(name) <= 20:
         raise Invalid("length")
     if not (_CHINESE_NAME.fullmatch(name) or _LATIN_NAME.fullmatch(name)):
@@ -132,6 +172,29 @@ class PlaceMatch:
     """The best township for what was typed; sure=False means ask the user to confirm."""
     name: str
     sure: bool
+
+
+# How people say where they live around the place names.
+_PLACE_PREAMBLE = re.compile(r"^(我是|我住在|我家住在|我家在|住在|家在|我在|在)")
+_PLACE_ENDING = re.compile(r"(的人|的|人)$")
+_VILLAGE = re.compile(r".{1,28}(村|社区|居委会)")
+
+
+def place_words(text: str) -> str:
+    """An address answer without "我是…的" around it."""
+    typed = normalise(text).replace(" ", "")
+    return _PLACE_ENDING.sub("", _PLACE_PREAMBLE.sub("", typed)) or typed
+
+
+def match_address(text: str, townships: tuple[str, ...]) -> tuple[PlaceMatch, str]:
+    """The township and, when the answer names one after it, the village ("" if not)."""
+    typed = place_words(text)
+    for name in townships:
+        at = typed.find(name)
+        if at >= 0:
+            village = typed[at + len(name):]
+            return PlaceMatch(name, True), village if _VILLAGE.fullmatch(village) else ""
+    return match_township(typed, townships), ""
 
 
 def match_township(text: str, townships: tuple[str, ...]) -> PlaceMatch:

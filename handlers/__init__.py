@@ -1,16 +1,17 @@
 """Product behaviour: what the bot says and does. Routers are tried in this order."""
 from __future__ import annotations
 
+from bot.conversation import store_menu_state
 from bot.router import Reply, Router
-from handlers import ask, events, media, menu, paging, registration, services, texts
+from handlers import ask, commands, events, media, menu, paging, registration, services, texts
 from handlers.ask import describe as describe_match
 
 __all__ = ["HANDLER_MODULES", "build_router", "describe_match"]
 
-# Order matters: events, then the active form (it must see answers such as digits before
-# the menu does; it lets the menu words through and pauses itself), menu words and digits,
-# paging, services, then the policy matcher as the last resort for any text.
-HANDLER_MODULES = (events, registration, menu, media, paging, services, ask)
+# Order matters: commands valid in any state (取消, 转人工, 菜单, 更多), events, then the
+# active form (it must see answers such as digits before the menu does), menu digits and
+# words, paging, services, then the policy matcher as the last resort for any text.
+HANDLER_MODULES = (commands, events, registration, menu, media, paging, services, ask)
 
 
 def build_router() -> Router:
@@ -18,5 +19,7 @@ def build_router() -> Router:
     root = Router()
     for module in HANDLER_MODULES:
         root.include(module.router)
+    # Last, so every handler and hook before it may change the menu state: one write.
+    root.after(store_menu_state)
     root.error_reply = lambda ctx: Reply(text=texts.error_reply(ctx.settings))
     return root

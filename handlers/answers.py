@@ -1,8 +1,8 @@
 """Answering a policy topic: the one-screen answer, its details, and the next step."""
 from __future__ import annotations
 
+from bot.conversation import LastTopic, Offer, menu_state
 from bot.router import Context, Inbound, Reply
-from bot.storage import user_state
 from handlers import registration, services
 
 DETAIL_LABELS = {
@@ -35,12 +35,11 @@ def answer_topic(ctx: Context, inbound: Inbound, topic_id: str, parent: str | No
     if action is not None and (at_once or topic_id not in OFFERS):
         return action(inbound, ctx)
     topic = ctx.library.kb.topics[topic_id]
-    state = user_state.load_state(ctx.db, inbound.openid)
-    state["topic"] = {"id": topic_id, "parent": parent or topic.category}
+    state = menu_state(ctx, inbound.openid)
+    state.topic = LastTopic(topic_id, parent or topic.category)
     if topic_id in OFFERS:
-        state["offer"] = {"topic": topic_id, "until": ctx.now() + OFFER_SECONDS}
-    state.pop("list", None)  # digits mean the main menu again
-    user_state.save_state(ctx.db, inbound.openid, state)
+        state.offer = Offer(topic_id, ctx.now() + OFFER_SECONDS)
+    state.listing = None  # digits mean the main menu again
     return Reply(text=ctx.library.answer_text(topic_id) + NEXT_STEP, topic=topic_id, band="answer")
 
 
@@ -54,9 +53,9 @@ def details(ctx: Context, topic_id: str) -> Reply:
 
 def accept_offer(ctx: Context, inbound: Inbound) -> Reply | None:
     """Start the form the last answer offered, if it was offered recently."""
-    state = user_state.load_state(ctx.db, inbound.openid)
-    offer = state.pop("offer", None)
-    if not offer or offer["until"] < ctx.now() or offer["topic"] not in OFFERS:
+    state = menu_state(ctx, inbound.openid)
+    offer = state.offer
+    if offer is None or offer.until < ctx.now() or offer.topic not in OFFERS:
         return None
-    user_state.save_state(ctx.db, inbound.openid, state)
-    return OFFERS[offer["topic"]](inbound, ctx)
+    state.offer = None
+    return OFFERS[offer.topic](inbound, ctx)

@@ -1,14 +1,15 @@
 """Menu navigation: numbered main menu, category lists, picking by digit, 详情 and 返回.
 
-The last list shown is kept per user (user_state "list"), so a digit means the entry of
-the list the user is looking at; with no list on screen a digit means the main menu.
+The last list shown is kept in the user's MenuState (bot/conversation.py), so a digit
+means the entry of the list the user is looking at; with no list on screen a digit means
+the main menu. 菜单 itself is a command (handlers/commands.py).
 """
 from __future__ import annotations
 
 import unicodedata
 
+from bot.conversation import Listing, menu_state
 from bot.router import Context, Inbound, Reply, Router
-from bot.storage import user_state
 from handlers import answers, texts
 
 router = Router()
@@ -47,17 +48,10 @@ def show_main_menu(ctx: Context, openid: str) -> Reply:
     return Reply(text=texts.main_menu(ctx.settings))
 
 
-def remember_list(ctx: Context, openid: str, kind: str, items: list[str], **extra: str) -> None:
+def remember_list(ctx: Context, openid: str, kind: str, items: list[str],
+                  category: str | None = None) -> None:
     """Note the list on screen so the next digit picks from it."""
-    state = user_state.load_state(ctx.db, openid)
-    state["list"] = {"kind": kind, "items": items, **extra}
-    user_state.save_state(ctx.db, openid, state)
-
-
-@router.keyword(*texts.MENU_WORDS)
-def on_menu_word(inbound: Inbound, ctx: Context) -> Reply:
-    """Main menu on request (valid in any state)."""
-    return show_main_menu(ctx, inbound.openid)
+    menu_state(ctx, openid).listing = Listing(kind, items, category)
 
 
 @router.click(*CLICK_CATEGORIES)
@@ -70,20 +64,22 @@ def on_category_click(inbound: Inbound, ctx: Context) -> Reply:
 def on_digit(inbound: Inbound, ctx: Context) -> Reply | None:
     """A number picks from the list on screen (the main menu when none is)."""
     n = digit(inbound.text)
-    listing = user_state.load_state(ctx.db, inbound.openid).get("list") or {"kind": "main", "items": []}
-    if listing["kind"] == "main":
+    if n is None:
+        return None
+    listing = menu_state(ctx, inbound.openid).listing or Listing("main")
+    if listing.kind == "main":
         if 1 <= n <= len(MAIN_CATEGORIES):
             return show_category(ctx, inbound.openid, MAIN_CATEGORIES[n - 1])
         if n in MAIN_ENTRIES:
             return answers.answer_topic(ctx, inbound, MAIN_ENTRIES[n], at_once=True)
         return Reply(text=f"没有第{n}项。" + texts.main_menu(ctx.settings))
-    items = listing["items"]
+    items = listing.items
     if not 1 <= n <= len(items):
         return Reply(text=f"没有第{n}项，请回复 1 到 {len(items)} 之间的数字，或回复“菜单”。")
     topic_id = items[n - 1]
     if topic_id not in ctx.library.kb.topics:  # removed by an edit since the list was shown
         return show_main_menu(ctx, inbound.openid)
-    return answers.answer_topic(ctx, inbound, topic_id, parent=listing.get("category"))
+    return answers.answer_topic(ctx, inbound, topic_id, parent=listing.category)
 
 
 @router.add(lambda m: m.kind == "text" and m.text.rstrip("。！!.~") in answers.ACCEPT_WORDS)
@@ -95,10 +91,9 @@ def on_yes(inbound: Inbound, ctx: Context) -> Reply | None:
 @router.keyword(*BACK_WORDS)
 def on_back(inbound: Inbound, ctx: Context) -> Reply:
     """Back: from an answer to its category list, from a list to the main menu."""
-    state = user_state.load_state(ctx.db, inbound.openid)
-    parent = (state.get("topic") or {}).get("parent")
-    listing = state.get("list") or {}
-    if parent and listing.get("kind") != "category":
+    state = menu_state(ctx, inbound.openid)
+    parent = state.topic.parent if state.topic else None
+    if parent and (state.listing is None or state.listing.kind != "category"):
         return show_category(ctx, inbound.openid, parent)
     return show_main_menu(ctx, inbound.openid)
 
@@ -106,7 +101,7 @@ def on_back(inbound: Inbound, ctx: Context) -> Reply:
 @router.keyword(*DETAIL_WORDS)
 def on_details(inbound: Inbound, ctx: Context) -> Reply | None:
     """Full details (who, what, how, documents, where) of the topic last answered."""
-    topic = user_state.load_state(ctx.db, inbound.openid).get("topic") or {}
-    if topic.get("id") not in ctx.library.kb.topics:
+    topic = menu_state(ctx, inbound.openid).topic
+    if topic is None or topic.id not in ctx.library.kb.topics:
         return None  # nothing answered yet: let the matcher read it as a question
-    return answers.details(ctx, topic["id"])
+    return answers.details(ctx, topic.id)

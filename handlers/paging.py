@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import re
 
+from bot.conversation import Pages, menu_state
 from bot.router import Context, Inbound, Reply, Router
-from bot.storage import messages, user_state
+from bot.storage import messages
 
 router = Router()
 
@@ -38,20 +39,17 @@ def split_pages(text: str, limit: int = LIMIT_BYTES - len(_MORE_HINT.encode())) 
     return [p.strip("\n") for p in pages]
 
 
-@router.keyword(*MORE_WORDS)
 def next_page(inbound: Inbound, ctx: Context) -> Reply:
-    """Serve the next page of the user's last reply, if it was cut."""
-    state = user_state.load_state(ctx.db, inbound.openid)
-    more = state.get("more")
-    pages = more.get("pages") if isinstance(more, dict) else None
+    """Serve the next page of the user's last reply, if it was cut (更多, a command)."""
+    state = menu_state(ctx, inbound.openid)
+    more = state.more
     # Pages are kept until replaced, but only the reply just before this "更多" goes on.
-    last = messages.recent_messages(ctx.db, inbound.openid, limit=1) if pages else []
-    if not last or last[0]["dedupe_key"] != more.get("after"):
+    last = messages.recent_messages(ctx.db, inbound.openid, limit=1) if more and more.pages else []
+    if more is None or not last or last[0]["dedupe_key"] != more.after:
         return Reply(text=_NO_MORE)
-    text = pages.pop(0)
-    state["more"] = {"pages": pages, "after": inbound.dedupe_key}
-    user_state.save_state(ctx.db, inbound.openid, state)
-    return Reply(text=text + (_MORE_HINT if pages else ""))
+    text, *rest = more.pages
+    state.more = Pages(rest, inbound.dedupe_key)
+    return Reply(text=text + (_MORE_HINT if rest else ""))
 
 
 @router.after
@@ -65,7 +63,5 @@ def fit_reply(inbound: Inbound, ctx: Context, reply: Reply) -> Reply:
             or len(reply.text.encode()) <= LIMIT_BYTES):
         return reply
     first, *rest = split_pages(reply.text)
-    state = user_state.load_state(ctx.db, inbound.openid)
-    state["more"] = {"pages": rest, "after": inbound.dedupe_key}
-    user_state.save_state(ctx.db, inbound.openid, state)
+    menu_state(ctx, inbound.openid).more = Pages(rest, inbound.dedupe_key)
     return reply.with_text(first + _MORE_HINT)

@@ -36,12 +36,12 @@ def announcements(inbound: Inbound, ctx: Context) -> Reply:
                  band="answer")
 
 
-@router.click("MENU_HUMAN")
-@router.keyword("转人工", "人工", "人工客服", "找人工", "真人", "客服", "找工作人员")
 def hand_to_staff(inbound: Inbound, ctx: Context) -> Reply:
-    """Put the user on the staff's waiting list; staff answer from the console."""
+    """Put the user on the staff's waiting list (staff answer from the console); a form
+    being filled in is paused, to go on with 继续报名 / 继续申请 afterwards."""
     staff.request_human(ctx.db, inbound.openid, mask_text(inbound.text))
-    return Reply(text=ctx.library.answer_text("service.human"), topic="service.human", band="answer")
+    reply = Reply(text=ctx.library.answer_text("service.human"), topic="service.human", band="answer")
+    return registration.pause(inbound, ctx, reply)
 
 
 # Topic id -> what the bot does when a question or menu entry lands on that topic.

@@ -14,6 +14,7 @@ from bot.storage import engine, migrations, user_state
 from bot.validators import (
     Invalid,
     id_check_digit,
+    match_address,
     match_township,
     parse_amount,
     parse_id_number,
@@ -34,6 +35,8 @@ TOWNS = ("城关镇", "石桥镇", "青山乡")
     ("１３８１２３４５６７８", "13812345678"),
     ("+86 138 1234 5678", "13812345678"),
     ("8613812345678", "13812345678"),
+    ("我的手机是13812345678", "13812345678"),
+    ("幺三八一二三四五六七八", "13812345678"),
 ])
 def test_phone_accepts_what_people_type(typed, expected):
     assert parse_phone(typed) == expected
@@ -111,6 +114,15 @@ def test_township_fuzzy_match_is_sure_only_when_clear(typed, name, sure):
     assert (found.name, found.sure) == (name, sure)
 
 
+@pytest.mark.parametrize("typed,township,village", [
+    ("我是城关镇东门村的", "城关镇", "东门村"), ("石桥镇石门村", "石桥镇", "石门村"),
+    ("住在青山乡", "青山乡", ""), ("石桥", "石桥镇", ""),
+])
+def test_address_gives_township_and_the_village_named_after_it(typed, township, village):
+    found, rest = match_address(typed, TOWNS)
+    assert (found.name, rest) == (township, village)
+
+
 def test_township_far_off_is_unknown():
     with pytest.raises(Invalid):
         match_township("北京市", TOWNS)
@@ -119,6 +131,7 @@ def test_township_far_off_is_unknown():
 @pytest.mark.parametrize("typed,ok", [
     ("张三", True), ("欧阳娜娜", True), ("阿依古丽·买买提", True), ("阿依古丽•买买提", True),
     ("John Smith", True), ("张", False), ("张3", False), ("张" * 21, False), ("!!", False),
+    ("第三个", False), ("这个", False), ("那英", True),
 ])
 def test_names(typed, ok):
     if ok:
@@ -199,7 +212,8 @@ def test_dialogue_round_trips_through_sqlite_encrypted(tmp_path):
     raw = next(database["dialogues"].rows)
     assert "11010519491231" not in str(raw)
     again = dialogue.load_all(database, vault, "o1")[0]
-    assert (again.step, again.answers, again.history, again.updated_at) == ("b", {"a": 11010519491231}, [["a"]], 6.0)
+    assert (again.step, again.answers, again.history, again.updated_at) == (
+        "b", {"a": 11010519491231}, [["a"]], 6.0)
     dialogue.drop(database, again)
     assert dialogue.load_all(database, vault, "o1") == []
 

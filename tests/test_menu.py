@@ -12,8 +12,8 @@ def test_digit_opens_category_and_picks_a_policy(chat):
     chat.say("菜单")
     listing = chat.say("3")
     assert "【五个扶持】" in listing and "1. " in listing and "小额贴息贷款" in listing
-    lines = [l for l in listing.splitlines() if l[:1].isdigit()]
-    loan_no = next(l.split(".")[0] for l in lines if "贷款" in l)
+    lines = [line for line in listing.splitlines() if line[:1].isdigit()]
+    loan_no = next(line.split(".")[0] for line in lines if "贷款" in line)
     answer = chat.say(loan_no)
     assert "5万" in answer and "示例数字" in answer and "申请贷款" in answer
     assert "{" not in answer and "人力资源和社会保障局" in answer
@@ -142,7 +142,8 @@ def test_latest_announcements_from_menu_and_words(chat, app):
 def test_yes_after_training_answer_starts_registration(chat):
     chat.say("菜单")
     listing = chat.say("3")
-    training_no = next(l.split(".")[0] for l in listing.splitlines() if "培训" in l and l[:1].isdigit())
+    training_no = next(line.split(".")[0] for line in listing.splitlines()
+                       if "培训" in line and line[:1].isdigit())
     answer = chat.say(training_no)
     assert "报名" in answer
     reply = chat.say("好的")
@@ -170,7 +171,7 @@ def test_menu_entries_to_apply_start_the_form_at_once(chat):
 def test_the_loan_service_picked_from_a_topic_list_is_explained_first(chat):
     chat.say("申请贷款的入口在哪")
     listing = chat.say("返回")  # the service category, numbered
-    number = next(l.split(".")[0] for l in listing.splitlines() if "申请小额贴息贷款" in l)
+    number = next(line.split(".")[0] for line in listing.splitlines() if "申请小额贴息贷款" in line)
     answer = chat.say(number)
     assert "小额贴息贷款" in answer and "多少贷款" not in answer
     assert "多少贷款" in chat.say("好")
@@ -189,3 +190,42 @@ def test_asking_for_a_person_puts_user_on_staff_waiting_list(chat, app):
     chat.say("我要找个真人工作人员问问我的贷款")  # matched to service.human by the matcher
     database = engine.connect(app.extensions["bot"].settings.storage.database)
     assert [r["openid"] for r in staff.open_handoffs(database)] == [chat.openid]
+
+
+def test_menu_state_is_read_at_most_once_and_written_only_when_changed(chat, monkeypatch):
+    from bot.storage import user_state
+    calls = []
+    for verb in ("load_state", "save_state"):
+        original = getattr(user_state, verb)
+
+        def counted(*args, _verb=verb, _original=original):
+            calls.append(_verb)
+            return _original(*args)
+        monkeypatch.setattr(user_state, verb, counted)
+
+    def say(text):
+        calls.clear()
+        reply = chat.say(text)
+        return reply, calls.count("load_state"), calls.count("save_state")
+
+    assert say("菜单")[1:] == (1, 1)
+    assert say("菜单")[1:] == (1, 0)  # the same list again: nothing to write
+    listing, *counts = say("3")
+    assert "【五个扶持】" in listing and counts == [1, 1]
+    loan_no = next(line.split(".")[0] for line in listing.splitlines() if "贷款" in line)
+    answer, *counts = say(loan_no)  # topic, offer and list change together: one write
+    assert "申请贷款" in answer and counts == [1, 1]
+    assert say("详情")[1:] == (1, 0)
+    assert "多少贷款" in say("好")[0]
+    assert say("三万")[1:] == (0, 0)  # a form answer never touches the menu state
+
+
+def test_menu_state_stored_by_the_previous_version_still_reads(chat, app):
+    from bot.storage import user_state
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
+    user_state.save_state(database, chat.openid, {  # as handlers wrote the raw dict
+        "list": {"kind": "category", "items": ["support.loan", "support.training"],
+                 "category": "support"}, "more": ["第二页"]})
+    assert "5万" in chat.say("1")
+    assert "【五个扶持】" in chat.say("返回")
+    assert "没有更多内容了" in chat.say("更多")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from bot.storage import applications, engine, migrations
+from bot.storage import applications, engine, migrations, staff
 from bot.validators import id_check_digit
 from tests import wx
 from tests.conftest import Chat, create_app, make_settings
@@ -270,10 +270,21 @@ def test_three_misses_at_one_question_offer_the_hotline(chat):
     assert HOTLINE not in chat.say("456")
     third = chat.say("789")
     assert HOTLINE in third and "转人工" in third and third.endswith("请输入您的手机号（11位数字）。")
-    human = chat.say("转人工")  # answered by the knowledge base, then the form goes on
-    assert "人工" in human and human.endswith("请输入您的手机号（11位数字）。")
     assert "身份证号" in chat.say(PHONE)
     assert HOTLINE not in chat.say("12")  # the count starts again at the next question
+
+
+def test_asking_for_a_person_mid_form_reaches_staff_and_the_form_waits(chat, database):
+    converse(chat, TRAINING_TO_SUMMARY[:3])
+    human = chat.say("转人工")
+    assert "人工客服" in human and "培训报名已暂停" in human and "继续报名" in human
+    assert [r["openid"] for r in staff.open_handoffs(database)] == [chat.openid]
+    assert "身份证号" not in chat.say(PHONE)  # paused: the form leaves text alone
+    resumed = chat.say("继续报名")
+    assert "之前填的都还在" in resumed and resumed.endswith("请输入您的手机号（11位数字）。")
+    for said, _ in TRAINING_TO_SUMMARY[3:]:
+        summary = chat.say(said)
+    assert "张三" in summary and "高山蔬菜" in summary
 
 
 # --- dialogue control --------------------------------------------------------------------
@@ -382,7 +393,8 @@ def test_numbers_sent_after_expiry_are_not_stored_in_plain_text(chat, clock, set
     clock.advance(45)
     assert "已经暂停" in chat.say(ID)  # goes to the matcher, which keeps unanswered questions
     database = engine.connect(settings.storage.database)
-    assert ID not in str(list(database["unanswered"].rows)) and "1101" in str(list(database["unanswered"].rows))
+    unanswered = str(list(database["unanswered"].rows))
+    assert ID not in unanswered and "1101" in unanswered
     database.close()
 
 
@@ -495,7 +507,8 @@ def test_status_query_shows_each_application_with_staff_note(chat, database):
     px = PX.search(chat.say("确认")).group()
     converse(chat, LOAN_TO_SUMMARY[:4] + [("1", "还用上次的信息吗"), ("是", SUMMARY_MARK)])
     dk = DK.search(chat.say("确认")).group()
-    assert applications.change_status(database, px, "审核中", "请带身份证原件到窗口", "staff-wang") == chat.openid
+    changed = applications.change_status(database, px, "审核中", "请带身份证原件到窗口", "staff-wang")
+    assert changed == chat.openid
     status = chat.say("查询进度")
     assert px in status and dk in status and "状态：审核中" in status and "请带身份证原件到窗口" in status
     assert "高山蔬菜" in status and "35000元" in status and "状态：已提交" in status
@@ -617,3 +630,94 @@ def test_numbers_appear_only_in_the_summary_never_in_logs_or_the_database_file(
         data = path.read_bytes()
         for number in (ID, PHONE, "13900001111"):
             assert number.encode() not in data, (path.name, number)
+
+
+# --- a crashing handler ----------------------------------------------------------------
+
+def test_a_handler_that_crashes_after_writing_leaves_nothing_half_done(app, chat, database, caplog):
+    from handlers import registration, services
+
+    def start_then_crash(inbound, ctx):
+        registration.start_loan(inbound, ctx)  # writes the dialogue row
+        services.hand_to_staff(inbound, ctx)   # writes a hand-off and pauses the form
+        raise RuntimeError("a bug after the writes")
+
+    app.extensions["bot"].router.routes.insert(0, (lambda m: m.text == "崩溃", start_then_crash))
+    reply = chat.say("崩溃")
+    assert "系统刚才出了点问题" in reply and HOTLINE in reply
+    assert "a bug after the writes" in caplog.text
+    assert database["dialogues"].count == 0 and staff.open_handoffs(database) == []
+    logged = database.conn.execute("SELECT content, reply FROM messages").fetchall()
+    assert logged == [("崩溃", reply)]
+    assert "多少贷款" in chat.say("申请贷款")  # nothing left over: the form starts afresh
+
+
+# --- answers said as sentences, typed or spoken ------------------------------------------
+
+SAID_AS_SENTENCES = [
+    ("我要报名培训", "请选择要报名的培训课程"),
+    ("养殖那个", "姓名"),
+    ("第三个", "这里请填写您的姓名"),
+    ("我叫王秀英", "手机号"),
+    ("我的手机是1390000111", "应该是11位数字"),
+    ("一三九零零零零一一一一", "身份证号"),
+    ("我的身份证号码是110105194912310021", "身份证号最后一位校验不对"),
+    (f"身份证号码是{ID}", "乡镇"),
+    ("我是城关镇东门村的", "返乡农民工"),
+    ("是的俺在外面打了十年工", SUMMARY_MARK),
+]
+
+
+def test_answers_said_as_sentences_fill_the_form(tmp_path):
+    courses = COURSES + [{"id": "farm", "name": "生态养殖", "capacity": 30}]
+    app = create_app(make_settings(tmp_path, courses=courses))
+    chat = Chat(app.test_client())
+    replies = converse(chat, SAID_AS_SENTENCES)
+    asked_again = {2: "请告诉我您的姓名（例如：张三）。", 4: "请输入您的手机号（11位数字）。",
+                   6: "请输入您的身份证号（18位，最后一位可能是X）。"}
+    for turn, question in asked_again.items():  # the hint and the same question, no policy
+        assert replies[turn].endswith("。\n\n" + question) and "——" not in replies[turn]
+    summary = replies[-1]
+    for piece in ("课程：生态养殖", "姓名：王秀英", "手机号：13900001111", f"身份证号：{ID}",
+                  "乡镇：城关镇", "村（社区）：东门村", "返乡农民工：是"):
+        assert piece in summary
+    assert PX.search(chat.say("确认"))
+    app.extensions["bot"].close()
+
+
+@pytest.mark.parametrize("spoken", ["幺三九 零零零零 幺幺幺幺", "我的手机号是一三九零零零零一一一一。",
+                                    "手机13900001111"])
+def test_phone_numbers_read_out_or_inside_a_sentence(chat, spoken):
+    converse(chat, TRAINING_TO_SUMMARY[:3])
+    assert "身份证号" in chat.say(spoken)
+    for said, _ in TRAINING_TO_SUMMARY[4:]:
+        summary = chat.say(said)
+    assert "手机号：13900001111" in summary and "张三" in summary
+
+
+def test_zero_at_the_amount_question_is_a_wrong_amount_not_the_menu(chat):
+    converse(chat, LOAN_TO_SUMMARY[:1])
+    reply = chat.say("0")
+    assert "金额要大于0" in reply and reply.endswith("（例如：5万、三万五、30000元）")
+    assert "请回复数字选择" not in reply and "已暂停" not in reply
+    assert "用来做什么" in chat.say("3万")
+    assert "请回复数字选择" in chat.say("菜单")  # the word still opens the menu
+
+
+def test_an_industry_picked_by_part_of_an_example(chat):
+    converse(chat, LOAN_TO_SUMMARY[:3])
+    assert "1. 已经在经营" in chat.say("养殖那个")
+    for said, _ in LOAN_TO_SUMMARY[4:]:
+        summary = chat.say(said)
+    assert "行业：生态养殖" in summary
+
+
+@pytest.mark.parametrize("said,hint", [
+    ("不是，我一直在家种地", SUMMARY_MARK), ("是不是都能报", "请回复“是”或“否”"),
+])
+def test_returning_worker_question_reads_how_the_answer_starts(chat, said, hint):
+    converse(chat, TRAINING_TO_SUMMARY[:7])
+    reply = chat.say(said)
+    assert hint in reply
+    if hint == SUMMARY_MARK:
+        assert "返乡农民工：否" in reply

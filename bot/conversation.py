@@ -1,0 +1,94 @@
+"""The per-user menu state: the list on screen, the last topic, an offer, more pages.
+
+One typed object per user, read at most once per message (on first use, through
+Context.memo) and written at most once, after the reply and only if it changed:
+store_menu_state is the root router's last after-hook. Stored as JSON in user_state,
+under the keys older rows already use.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bot.router import Context, Inbound, Reply
+from bot.storage import user_state
+
+_MEMO = "menu"
+
+
+@dataclass
+class Listing:
+    """A numbered list on screen: the next digit picks from it."""
+    kind: str  # main, category, suggest
+    items: list[str] = field(default_factory=list)
+    category: str | None = None
+
+
+@dataclass
+class LastTopic:
+    """The topic answered last, for 详情 and 返回."""
+    id: str
+    parent: str | None = None
+
+
+@dataclass
+class Offer:
+    """A form an answer offered; a plain "好" before `until` starts it."""
+    topic: str
+    until: float
+
+
+@dataclass
+class Pages:
+    """The rest of a reply cut for length, served on 更多 right after that reply."""
+    pages: list[str]
+    after: str  # dedupe key of the message whose reply they continue
+
+
+@dataclass
+class MenuState:
+    """Where the user is in the menus."""
+    listing: Listing | None = None
+    topic: LastTopic | None = None
+    offer: Offer | None = None
+    more: Pages | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> MenuState:
+        """Read a stored row; parts in an older or unknown shape are left out."""
+        return cls(listing=_part(Listing, raw.get("list")), topic=_part(LastTopic, raw.get("topic")),
+                   offer=_part(Offer, raw.get("offer")), more=_part(Pages, raw.get("more")))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row to store (empty parts omitted)."""
+        parts = {"list": self.listing, "topic": self.topic, "offer": self.offer, "more": self.more}
+        return {key: asdict(value) for key, value in parts.items() if value is not None}
+
+
+def _part(kind: Any, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return kind(**raw)
+    except TypeError:  # keys of another version
+        return None
+
+
+def menu_state(ctx: Context, openid: str) -> MenuState:
+    """The user's menu state for this message (read from storage on first use)."""
+    loaded = ctx.memo.get(_MEMO)
+    if loaded is None:
+        raw = user_state.load_state(ctx.db, openid)
+        loaded = ctx.memo[_MEMO] = (openid, MenuState.from_dict(raw), MenuState.from_dict(raw).to_dict())
+    return loaded[1]
+
+
+def store_menu_state(inbound: Inbound, ctx: Context, reply: Reply) -> Reply:
+    """After-hook: write the menu state back if this message changed it."""
+    loaded = ctx.memo.get(_MEMO)
+    if loaded is not None:
+        openid, state, before = loaded
+        after = state.to_dict()
+        if after != before:
+            user_state.save_state(ctx.db, openid, after)
+    return reply
