@@ -119,6 +119,16 @@ def test_mass_fallback_tags_the_users_and_sends_to_the_tag(tmp_path, wechat_api)
     assert "o-recent" not in wechat_api.tags[tagging[0]["json"]["tagid"]]["users"]
 
 
+def test_a_used_up_customer_service_quota_falls_back_to_the_template(tmp_path, wechat_api):
+    runtime = make_runtime(tmp_path, wechat_api)
+    add_subscribers(runtime, {"o-1": 1, "o-2": 1})
+    wechat_api.fail(CUSTOM, 45047)  # o-1 has had too many customer-service messages
+    result = announce(runtime, senders=1)
+    assert (result["delivered"], result["failed"], result["status"]) == (2, 0, "done")
+    assert [d["channel"] for d in wechat_api.received("o-1")] == ["template"]
+    assert [c["json"]["touser"] for c in wechat_api.calls_to(CUSTOM)] == ["o-1", "o-2"]
+
+
 def test_unsubscribed_user_fails_with_43004_and_is_marked(tmp_path, wechat_api):
     runtime = make_runtime(tmp_path, wechat_api)
     add_subscribers(runtime, {"o-1": 1, "o-gone": 1, "o-3": 1})
@@ -130,7 +140,7 @@ def test_unsubscribed_user_fails_with_43004_and_is_marked(tmp_path, wechat_api):
     assert runtime.open_db()["subscribers"].get("o-gone")["subscribed"] == 0
 
 
-@pytest.mark.parametrize("errcode", [45009, 45047, -1])
+@pytest.mark.parametrize("errcode", [45009, -1])
 def test_rate_limits_back_off_and_retry(tmp_path, wechat_api, errcode):
     runtime = make_runtime(tmp_path, wechat_api)
     add_subscribers(runtime, {"o-1": 1, "o-2": 1, "o-3": 1})
@@ -247,6 +257,76 @@ def test_recent_announcements_for_a_user(tmp_path, wechat_api):
     assert texts("o-b") == ["全体通知"]
 
 
+# --- WeChat's reports and the mass batches' tags ----------------------------------------
+
+
+def serving_app(tmp_path: Path, api, **push):
+    """The web app (webhook included) with the API client pointed at the fake."""
+    settings = make_settings(tmp_path, wechat={"app_secret": "s3cret", "api_base_url": api.url},
+                             push={"template_id": "TPL-1", "rate_per_second": 0.0, **push})
+    app = create_app(settings)
+    return app, app.test_client(), app.extensions["bot"]
+
+
+def report(client, event: str, openid: str = "o-account", **fields: str) -> bytes:
+    """Post one of WeChat's *SENDJOBFINISH events to the webhook; returns the reply body."""
+    xml = wx.message_xml(openid, "event", Event=event, **fields)
+    response = client.post("/wechat?" + wx.query(), data=xml.encode("utf-8"), content_type="text/xml")
+    assert response.status_code == 200
+    return response.data
+
+
+def test_template_reports_show_who_really_got_the_announcement(tmp_path, wechat_api):
+    app, client, runtime = serving_app(tmp_path, wechat_api)
+    add_subscribers(runtime, {"o-recent": 1, "o-old": 100, "o-blocked": 100})
+    result = announce(runtime)
+    # WeChat took all three, but only the customer-service message is known to have arrived.
+    assert (result["delivered"], result["confirmed"], result["not_received"]) == (3, 1, 0)
+    msgids = {d["openid"]: d["msgid"] for d in wechat_api.deliveries if d["channel"] == "template"}
+    assert report(client, "TEMPLATESENDJOBFINISH", "o-old", MsgID=str(msgids["o-old"]),
+                  Status="success") == b"success"
+    assert report(client, "TEMPLATESENDJOBFINISH", "o-blocked", MsgID=str(msgids["o-blocked"]),
+                  Status="failed:user block") == b"success"
+    assert report(client, "TEMPLATESENDJOBFINISH", "o-x", MsgID="999999", Status="success") == b"success"
+    progress = announcements.job_progress(runtime.open_db(), result["job_id"])
+    assert (progress["delivered"], progress["confirmed"], progress["not_received"]) == (3, 2, 1)
+    runtime.close()
+
+
+def test_mass_report_counts_the_users_reached(tmp_path, wechat_api):
+    app, client, runtime = serving_app(tmp_path, wechat_api, fallback_channel="mass")
+    add_subscribers(runtime, {f"o-old-{i}": 100 for i in range(3)})
+    result = announce(runtime)
+    assert (result["delivered"], result["confirmed"]) == (3, 0)
+    (msg_id,) = {d["msg_id"] for d in wechat_api.deliveries}
+    assert report(client, "MASSSENDJOBFINISH", MsgID=str(msg_id), Status="sendsuccess",
+                  TotalCount="3", FilterCount="3", SentCount="2", ErrorCount="1") == b"success"
+    progress = announcements.job_progress(runtime.open_db(), result["job_id"])
+    assert (progress["confirmed"], progress["not_received"]) == (2, 1)
+    runtime.close()
+
+
+def test_only_our_tags_are_deleted_and_only_after_their_send_finished(tmp_path, wechat_api):
+    app, client, runtime = serving_app(tmp_path, wechat_api, fallback_channel="mass")
+    wechat_api.tags[1] = {"name": "cyt培训学员", "users": {"o-picked"}}  # made by staff by hand
+    add_subscribers(runtime, {"o-old-1": 100, "o-old-2": 100})
+
+    def tag_names():
+        return {t["name"] for t in wechat_api.tags.values()}
+
+    announce(runtime, "第一条")
+    (first_tag,) = tag_names() - {"cyt培训学员"}
+    announce(runtime, "第二条")
+    # WeChat has not reported the first send finished: its tag stays, as does the staff's.
+    assert {"cyt培训学员", first_tag} < tag_names() and len(tag_names()) == 3
+    first_msg = wechat_api.deliveries[0]["msg_id"]
+    report(client, "MASSSENDJOBFINISH", MsgID=str(first_msg), Status="sendsuccess",
+           TotalCount="2", FilterCount="2", SentCount="2", ErrorCount="0")
+    announce(runtime, "第三条")
+    assert first_tag not in tag_names() and "cyt培训学员" in tag_names() and len(tag_names()) == 3
+    runtime.close()
+
+
 # --- demo mode -------------------------------------------------------------------------
 
 
@@ -330,7 +410,8 @@ def test_announce_cli_refuses_bad_input_clearly(tmp_path, args, message):
     config = write_config(tmp_path, None)
     result = CliRunner().invoke(cli, ["--config", str(config), "announce", "--text", "x", *args])
     assert result.exit_code != 0 and message in result.output
-    assert not (tmp_path / "bot.db").exists() or engine.connect(tmp_path / "bot.db")["announcements"].count == 0
+    database = tmp_path / "bot.db"
+    assert not database.exists() or engine.connect(database)["announcements"].count == 0
 
 
 def test_announce_no_wait_sends_in_the_background(tmp_path, wechat_api):
@@ -380,6 +461,28 @@ def test_killed_job_resumes_and_no_one_gets_it_twice(tmp_path, wechat_api, chann
     else:
         assert after["delivered"] == 30 and after["by_channel"] == {"custom": 20, "mass": 10}
         assert len(wechat_api.calls_to(MASS)) == 2
+
+
+def test_killed_template_sends_are_repeated_under_the_same_key(tmp_path, wechat_api):
+    config = write_config(tmp_path, wechat_api.url)
+    runtime = cli_runtime(config)
+    openids = [f"o-{i:02}" for i in range(12)]
+    add_subscribers(runtime, {o: 100 for o in openids})
+    wechat_api.hold(TEMPLATE, after=5)  # 5 go through, the next ones stay in flight
+    proc = subprocess.Popen([sys.executable, "run.py", "--config", str(config), "announce",
+                             "--text", "重要通知"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wait_for(lambda: wechat_api.held >= 4, timeout=30.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    wechat_api.release()
+    result = CliRunner().invoke(cli, ["--config", str(config), "outbox", "drain"])
+    assert result.exit_code == 0, result.output
+    after = announcements.job_progress(runtime.open_db(), 1)
+    assert (after["status"], after["delivered"], after["unknown"]) == ("done", 12, 0)
+    assert received(wechat_api) == Counter({o: 1 for o in openids})
+    keys = [c["json"]["client_msg_id"] for c in wechat_api.calls_to(TEMPLATE)]
+    assert len(keys) == 12 + 4 and len(set(keys)) == 12  # the 4 in flight went again, same keys
 
 
 # --- custom menu ---------------------------------------------------------------------------

@@ -89,13 +89,23 @@ def start_job(database: Database, announcement_id: int) -> int:
 
 
 def job_progress(database: Database, job_id: int) -> dict[str, Any]:
-    """total, delivered, failed, pending (incl. in flight), unknown, cancelled, status,
-    by_channel, and error (why the job could not send at all, else '')."""
+    """total, delivered (accepted by WeChat), failed, pending (incl. in flight), unknown,
+    cancelled, status, by_channel, error (why the job could not send at all, else ''),
+    confirmed (known to have reached the user) and not_received (WeChat reported failure).
+
+    A customer-service or demo delivery is confirmed when the call succeeds; template and
+    mass sends only once WeChat's TEMPLATESENDJOBFINISH / MASSSENDJOBFINISH came.
+    """
     job = push.get_push_job(database, job_id)
     if job is None:
         raise ValueError(f"no push job {job_id}")
     counts = push.push_counts(database, job_id)
     by_status = counts["by_status"]
+    by_channel = counts["by_channel"]
+    results = counts["template_results"]
+    confirmed = (by_channel.get("custom", 0) + by_channel.get("simulator", 0)
+                 + results.get("success", 0) + counts["mass_sent"])
+    not_received = sum(n for status, n in results.items() if status != "success") + counts["mass_errors"]
     return {
         "job_id": job_id, "announcement_id": job["announcement_id"], "status": job["status"],
         "text": job["text"], "url": job["url"], "audience": job["audience"],
@@ -108,6 +118,7 @@ def job_progress(database: Database, job_id: int) -> dict[str, Any]:
         "by_channel": counts["by_channel"],
         "created_at": job["created_at"], "finished_at": job["finished_at"],
         "error": job["error"] or "",
+        "confirmed": confirmed, "not_received": not_received,
     }
 
 
@@ -136,6 +147,27 @@ def list_recent_announcements(database: Database, limit: int = 5,
                               openid: str | None = None) -> list[dict[str, Any]]:
     """Newest announcements (id, text, url, audience, created_at); with openid, those for that user."""
     return push.recent_announcements(database, limit, openid)
+
+
+def record_template_report(database: Database, msg_id: str, status: str) -> bool:
+    """Note WeChat's TEMPLATESENDJOBFINISH (Status "success", "failed:user block", …) on the
+    recipient it sent; False if the msgid is not one of ours (or not a number)."""
+    if not msg_id.isdigit():
+        return False
+    return push.record_template_result(database, int(msg_id), status)
+
+
+def record_mass_report(database: Database, msg_id: str, status: str, counts: dict[str, str]) -> bool:
+    """Note WeChat's MASSSENDJOBFINISH (Status, TotalCount, SentCount, ErrorCount) on its
+    batch; False if the msg_id is not one of ours (or not a number)."""
+    if not msg_id.isdigit():
+        return False
+
+    def count(name: str) -> int:
+        value = counts.get(name, "")
+        return int(value) if value.isdigit() else 0
+    return push.record_mass_result(database, int(msg_id), status, count("TotalCount"),
+                                   count("SentCount"), count("ErrorCount"))
 
 
 def quota_day(at: float | None = None) -> str:

@@ -5,19 +5,26 @@
     PushSender(settings)                # stands in for the runtime in the CLI and the bench
 
 Delivery: users seen within 48 hours get a customer-service message; the others, and
-anyone the API answers 45015 for, get the [push] fallback_channel (a template message, or
-a mass send to a per-batch user tag), counted against [push] daily_quota per China-time
-day. 43004 marks the subscriber unsubscribed; 45009/45047 and connection failures back
-off and retry; other errors fail that recipient and the job carries on. In demo mode (no
-API client) messages go to the simulator inbox.
+anyone the API answers 45015 (out of the window) or 45047 (the user's customer-service
+quota is used up) for, get the [push] fallback_channel (a template message, or a mass
+send to a per-batch user tag), counted against [push] daily_quota per China-time day.
+43004 marks the subscriber unsubscribed; 45009 and connection failures back off and
+retry; other errors fail that recipient and the job carries on. In demo mode (no API
+client) messages go to the simulator inbox. WeChat reports later whether a template or
+mass message reached the user (bot.push.announcements.record_*_report).
 
 Crashes: a recipient is marked "sending" (one commit) before its call and settled after
-it. A customer-service or template call cannot be made idempotent, so a job resumed
-after its runner died turns rows left in "sending" into "unknown" and does not send them
-again (at most once: at most one row per sender thread, whose call was in flight, and
-most likely arrived). They are counted apart and retry_failed(include_unknown=True)
-sends them on purpose. A mass batch carries a clientmsgid, so an interrupted batch is
-simply repeated; WeChat answers 45065 if it already went out.
+it. A customer-service call cannot be made idempotent, so a job resumed after its runner
+died turns such rows left in "sending" into "unknown" and does not send them again (at
+most once: at most one row per sender thread, whose call was in flight, and most likely
+arrived). They are counted apart and retry_failed(include_unknown=True) sends them on
+purpose. A template send carries a client_msg_id per job and recipient, so one
+interrupted less than TEMPLATE_REPEAT_SECONDS ago is simply repeated (older ones become
+"unknown": WeChat keeps the key only for minutes). A mass batch carries a clientmsgid,
+so an interrupted batch is repeated too; WeChat answers 45065 if it already went out.
+
+Each mass batch has a user tag named TAG_PREFIX + job + random part; only such tags of
+batches recorded here are deleted, once their send finished (see _drop_old_tags).
 """
 from __future__ import annotations
 
@@ -46,13 +53,22 @@ logger = logging.getLogger(__name__)
 # Customer-service messages reach only users who interacted within this window.
 WINDOW_SECONDS = 48 * 3600
 # Rate limits: back off and try again later.
-LIMIT_ERRORS = frozenset({45009, 45047})
-OUT_OF_WINDOW = 45015
+LIMIT_ERRORS = frozenset({45009})
+# The customer-service channel cannot reach the user (out of the 48-hour window, or the
+# user's customer-service message quota is used up): use the fallback channel.
+FALLBACK_ERRORS = frozenset({45015, 45047})
 MASS_DUPLICATE = 45065
 SYSTEM_BUSY = -1
 MAX_ATTEMPTS = 6
 # WeChat takes at most this many openids per tagging call.
 TAG_BATCH = 50
+# Names of the user tags (and clientmsgids) this service makes; other tags are never touched.
+TAG_PREFIX = "cyt-push-"
+# A template send interrupted this recently is repeated: WeChat drops a repeat with the
+# same client_msg_id for about ten minutes.
+TEMPLATE_REPEAT_SECONDS = 5 * 60.0
+# A batch's tag is deleted this long after its send even if WeChat's report never came.
+MASS_REPORT_GRACE_SECONDS = 24 * 3600.0
 
 
 class Sender(Protocol):
@@ -131,7 +147,8 @@ def run_job(sender: Sender, job_id: int, *, senders: int = 4, backoff: float = 2
     database = sender.open_db()
     runner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
     try:
-        if not push.claim_push_job(database, job_id, runner, lease_seconds, _runner_gone):
+        if not push.claim_push_job(database, job_id, runner, lease_seconds, _runner_gone,
+                                   engine.now() - TEMPLATE_REPEAT_SECONDS):
             return {**job_progress(database, job_id), "ran": False}
         try:
             if _api_ready(sender, database, job_id):
@@ -283,11 +300,11 @@ class _JobRun:
         if row["channel"] in (None, "custom") and in_window:
             if push.mark_push_sending(database, row["id"], "custom") != "ok":
                 return  # another runner took it over
-            failure = self._call(lambda: api.send_text(openid, self.text))
+            _, failure = self._call(lambda: api.send_text(openid, self.text))
             if failure is None:
                 push.finish_push(database, row["id"], "delivered")
                 return
-            if failure.errcode != OUT_OF_WINDOW:
+            if failure.errcode not in FALLBACK_ERRORS:
                 self._settle(database, row, failure)
                 return
             expect = "sending"  # still ours: carry on with the fallback channel
@@ -311,30 +328,34 @@ class _JobRun:
                            error="daily quota used up", retry_at=next_quota_day_start(engine.now()),
                            expect=expect)
             return
-        failure = self._call(lambda: api.send_template(
-            row["openid"], self.push.template_id, {"content": {"value": self.plain}}, self.url))
+        msg_id, failure = self._call(lambda: api.send_template(
+            row["openid"], self.push.template_id, {"content": {"value": self.plain}}, self.url,
+            client_msg_id=f"{TAG_PREFIX}{self.job_id}-{row['id']}"))
         if failure is None:
-            push.finish_push(database, row["id"], "delivered")
-        else:
-            self._settle(database, row, failure, refund_day=None if failure.uncertain else day)
+            push.finish_push(database, row["id"], "delivered", msg_id=msg_id or None)
+            return
+        refund_day = None if failure.uncertain else day
+        if failure.uncertain:  # the client_msg_id makes a prompt repeat safe
+            failure = _Failure(failure.errcode, failure.error, retry=True)
+        self._settle(database, row, failure, refund_day=refund_day)
 
-    def _call(self, send: Callable[[], Any]) -> _Failure | None:
+    def _call(self, send: Callable[[], Any]) -> tuple[Any, _Failure | None]:
+        """(what send returned, None), or (None, why it failed)."""
         self.pacer.wait()
         try:
-            send()
+            return send(), None
         except WeChatClientException as exc:
             if exc.errcode is None:  # an HTTP error status: WeChat answered, nothing was sent
-                return _Failure(-1, "HTTP error", retry=True)
+                return None, _Failure(-1, "HTTP error", retry=True)
             code = int(exc.errcode)
             # -1 is WeChat's "system busy, try again later" (and our token-wait timeout).
-            return _Failure(code, str(exc.errmsg or ""), retry=code == SYSTEM_BUSY)
+            return None, _Failure(code, str(exc.errmsg or ""), retry=code == SYSTEM_BUSY)
         except (requests.ConnectTimeout, requests.ConnectionError) as exc:
             if isinstance(exc, requests.ConnectTimeout) or "NewConnectionError" in repr(exc):
-                return _Failure(-1, "connection failed", retry=True)
-            return _Failure(-1, "connection lost during the call", uncertain=True)
+                return None, _Failure(-1, "connection failed", retry=True)
+            return None, _Failure(-1, "connection lost during the call", uncertain=True)
         except requests.RequestException as exc:
-            return _Failure(-1, type(exc).__name__, uncertain=True)
-        return None
+            return None, _Failure(-1, type(exc).__name__, uncertain=True)
 
     def _settle(self, database: Database, row: dict[str, Any], failure: _Failure,
                 refund_day: str | None = None) -> None:
@@ -374,7 +395,7 @@ class _JobRun:
         fresh = [r for r in rows if r["status"] == "pending"]
         if not fresh:
             return
-        batch = f"cyt{self.job_id}-{uuid.uuid4().hex[:10]}"
+        batch = f"{TAG_PREFIX}{self.job_id}-{uuid.uuid4().hex[:10]}"
         fit = set(push.start_mass_batch(self.database, self.job_id, [r["id"] for r in fresh], batch,
                                       (quota_day(), self.push.daily_quota)))
         for r in fresh:
@@ -392,7 +413,7 @@ class _JobRun:
             tag = _tag_id(api, batch)
             for i in range(0, len(openids), TAG_BATCH):
                 api.tag.tag_user(tag, openids[i:i + TAG_BATCH])
-            api.mass_send_text(tag, self.text, client_msg_id=batch)
+            sent = api.mass_send_text(tag, self.text, client_msg_id=batch)
         except WeChatClientException as exc:
             code = int(exc.errcode) if exc.errcode is not None else -1
             if code == MASS_DUPLICATE:  # this batch went out before an interruption
@@ -410,14 +431,18 @@ class _JobRun:
             push.finish_mass_batch(self.database, self.job_id, batch, status, -1,
                                  type(exc).__name__, retry_at=self._retry_at(attempts))
             return
-        push.finish_mass_batch(self.database, self.job_id, batch, "delivered")
+        push.finish_mass_batch(self.database, self.job_id, batch, "delivered",
+                               msg_id=int(sent.get("msg_id") or 0) or None)
 
     def _drop_old_tags(self, api: WeChatApi, keep: str) -> None:
-        """Delete our finished batches' tags: an account may hold at most 100."""
-        for tag in api.tag.get():
-            name = str(tag.get("name", ""))
-            if name.startswith("cyt") and name != keep and not push.mass_batch_open(self.database, name):
-                api.tag.delete(int(tag["id"]))
+        """Delete the tags of our batches whose send finished: an account may hold at most
+        100 tags, and a tag deleted while WeChat still sends to it could cut the send short."""
+        ours = {str(t.get("name", "")): int(t["id"]) for t in api.tag.get()
+                if str(t.get("name", "")).startswith(TAG_PREFIX) and t.get("name") != keep}
+        done = push.finished_batches(self.database, list(ours),
+                                     engine.now() - MASS_REPORT_GRACE_SECONDS)
+        for name in sorted(done):
+            api.tag.delete(ours[name])
 
 
 def _tag_id(api: WeChatApi, name: str) -> int:

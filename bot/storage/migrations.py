@@ -151,3 +151,21 @@ def m003_console(db: Database) -> None:
         "closed_at": float, "closed_by": str,
     }, pk="id", not_null={"openid", "status", "created_at"})
     db["handoffs"].create_index(["status", "created_at"])
+
+
+@migrations()
+def m011_push_results(db: Database) -> None:
+    # What WeChat reports after accepting a send (TEMPLATESENDJOBFINISH, MASSSENDJOBFINISH):
+    # the msgid it returned and, once reported, its final Status ("success", "failed:…").
+    db["push_recipients"].add_column("msg_id", int)
+    db["push_recipients"].add_column("result", str)
+    db["push_recipients"].create_index(["msg_id"])
+    # One row per mass batch: its tag (named after the batch), the msg_id of the send and
+    # WeChat's counts, so a tag is deleted only after its send finished.
+    db["push_batches"].create({
+        "batch": str, "job_id": int, "msg_id": int, "status": str, "total_count": int,
+        "sent_count": int, "error_count": int, "created_at": float, "sent_at": float,
+        "finished_at": float,
+    }, pk="batch", not_null={"job_id", "created_at"})
+    db["push_batches"].create_index(["msg_id"])
+    db["push_batches"].create_index(["job_id"])

@@ -172,12 +172,19 @@ class WeChatApi(WeChatClient):
         self.message.send_text(openid, text)
 
     def send_template(self, openid: str, template_id: str, data: dict[str, Any],
-                      url: str | None = None) -> None:
-        """Send a template message (outside the 48-hour window).
+                      url: str | None = None, client_msg_id: str = "") -> int:
+        """Send a template message (outside the 48-hour window); returns its msgid.
 
-        https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Template_Message_Interface.html
+        client_msg_id makes WeChat send one message per openid and key (for about ten
+        minutes), so a repeated call cannot reach the user twice; wechatpy 1.8.18 cannot
+        pass it. https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Template_Message_Interface.html
         """
-        self.message.send_template(openid, template_id, data, url=url or None)
+        body: dict[str, Any] = {"touser": openid, "template_id": template_id, "data": data}
+        if url:
+            body["url"] = url
+        if client_msg_id:
+            body["client_msg_id"] = client_msg_id
+        return int(self.post("message/template/send", data=body).get("msgid") or 0)
 
     def mass_send_text(self, tag_id: int, text: str, client_msg_id: str) -> dict[str, Any]:
         """Mass-send a text to everyone under a tag; client_msg_id makes a repeat a no-op (45065).
