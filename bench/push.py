@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot import outbox  # noqa: E402
+from bot.push import announcements, runner  # noqa: E402
 from bot.wechat.client import WeChatApi  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
 from tests.fake_wechat import FakeWeChat  # noqa: E402
@@ -80,7 +80,7 @@ def main() -> None:
     settings = make_settings(tmp, wechat=wechat, push={
         "fallback_channel": args.fallback, "template_id": "TPL-BENCH",
         "rate_per_second": 0.0, "daily_quota": 10**9})
-    runtime = outbox.PushSender(settings)
+    runtime = runner.PushSender(settings)
     latencies: list[float] = []
     if runtime.api is not None:
         timed(runtime.api, latencies)
@@ -92,11 +92,11 @@ def main() -> None:
         {"openid": f"o-bench-{i:06}", "subscribed": 1, "subscribed_at": now - 10**6,
          "last_seen_at": now - (3600 if i < cutoff else 100 * 3600)}
         for i in range(args.subscribers))
-    job_id = outbox.start_job(database, outbox.create_announcement(
+    job_id = announcements.start_job(database, announcements.create_announcement(
         database, "压力测试通知：培训报名开始", "https://example.org", "all", "bench"))
 
     started = time.perf_counter()
-    result = outbox.run_job(runtime, job_id, senders=args.senders)
+    result = runner.run_job(runtime, job_id, senders=args.senders)
     elapsed = time.perf_counter() - started
 
     reached = sorted(r[0] for r in database.conn.execute(

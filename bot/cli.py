@@ -330,9 +330,9 @@ RUN_PY = Path(__file__).resolve().parent.parent / "run.py"
 
 def check_audience(settings: Settings, audience: str) -> None:
     """Refuse an audience that names no configured township or course, in plain words."""
-    from bot import outbox
+    from bot.push import announcements
     try:
-        parsed = outbox.parse_audience(audience)
+        parsed = announcements.parse_audience(audience)
     except ValueError:
         raise click.ClickException(
             "--to 应为 all、township:乡镇名、course:课程编号 或 loan") from None
@@ -354,19 +354,19 @@ def echo_progress_line(p: dict[str, Any]) -> None:
 
 def echo_summary(database: Any, job_id: int) -> None:
     """The end of a send: counts by channel, each failed openid with its error code."""
-    from bot import outbox
-    p = outbox.job_progress(database, job_id)
+    from bot.push import announcements
+    p = announcements.job_progress(database, job_id)
     click.echo(f"发送任务 #{job_id}：{STATUS_NAMES.get(p['status'], p['status'])}")
     channels = "，".join(f"{CHANNEL_NAMES.get(k, k)} {v}" for k, v in sorted(p["by_channel"].items()))
     click.echo(f"共 {p['total']} 人：送达 {p['delivered']} 人" + (f"（{channels}）" if channels else "")
                + f"，失败 {p['failed']} 人")
     if p["failed"]:
         click.echo("失败名单：")
-        for row in outbox.job_recipients(database, job_id, "failed", limit=10**6):
+        for row in announcements.job_recipients(database, job_id, "failed", limit=10**6):
             click.echo(f"  {row['openid']}  错误码 {row['errcode']}")
     if p["unknown"]:
         click.echo(f"发送中断、无法确认是否送达（未重发）{p['unknown']} 人：")
-        for row in outbox.job_recipients(database, job_id, "unknown", limit=10**6):
+        for row in announcements.job_recipients(database, job_id, "unknown", limit=10**6):
             click.echo(f"  {row['openid']}")
     if p["error"]:
         click.echo(f"无法发送：{p['error']}（请检查 [wechat] app_id、app_secret 和 api_base_url）")
@@ -379,11 +379,11 @@ def echo_summary(database: Any, job_id: int) -> None:
 
 def watch_job(database: Any, job_id: int, thread: Any, interval: float = 0.5) -> None:
     """Print progress while the sending thread runs."""
-    from bot import outbox
+    from bot.push import announcements
     last = None
     while True:
         alive = thread.is_alive()
-        p = outbox.job_progress(database, job_id)
+        p = announcements.job_progress(database, job_id)
         key = (p["delivered"], p["failed"], p["pending"], p["unknown"])
         if key != last:
             echo_progress_line(p)
@@ -410,16 +410,16 @@ def announce(settings: Settings, text: str, audience: str, url: str, no_wait: bo
     import subprocess
     import sys
 
-    from bot import outbox
+    from bot.push import announcements, runner
     if not text.strip():
         raise click.ClickException("通知内容不能为空")
     check_audience(settings, audience)
-    sender = outbox.PushSender(settings)
+    sender = runner.PushSender(settings)
     database = sender.open_db()
     try:
-        announcement_id = outbox.create_announcement(database, text, url, audience, created_by)
-        job_id = outbox.start_job(database, announcement_id)
-        total = outbox.job_progress(database, job_id)["total"]
+        announcement_id = announcements.create_announcement(database, text, url, audience, created_by)
+        job_id = announcements.start_job(database, announcement_id)
+        total = announcements.job_progress(database, job_id)["total"]
         click.echo(f"通知 #{announcement_id} 已保存，发送任务 #{job_id}，共 {total} 人。")
         if no_wait:
             config = click.get_current_context().find_root().params["config_path"]
@@ -429,7 +429,7 @@ def announce(settings: Settings, text: str, audience: str, url: str, no_wait: bo
                              stderr=subprocess.DEVNULL)
             click.echo(f"已在后台发送。查看进度：python run.py outbox status {job_id}")
             return
-        watch_job(database, job_id, outbox.send_in_background(sender, job_id))
+        watch_job(database, job_id, runner.send_in_background(sender, job_id))
         echo_summary(database, job_id)
     finally:
         database.close()
@@ -448,13 +448,13 @@ def outbox_drain(settings: Settings, job_id: int | None) -> None:
 
     Example: python run.py outbox drain
     """
-    from bot import outbox
-    sender = outbox.PushSender(settings)
+    from bot.push import runner
+    sender = runner.PushSender(settings)
     if job_id is not None:
-        outbox.run_job(sender, job_id)
+        runner.run_job(sender, job_id)
         jobs = [job_id]
     else:
-        jobs = outbox.resume_jobs(sender)
+        jobs = runner.resume_jobs(sender)
     database = sender.open_db()
     try:
         for job in jobs:
@@ -504,7 +504,7 @@ def menu_push(settings: Settings) -> None:
         click.echo(json.dumps(body, ensure_ascii=False, indent=2))
         click.echo("演示模式（未填写 app_secret）：菜单没有发布。")
         return
-    from bot.outbox import PushSender
+    from bot.push.runner import PushSender
     try:
         PushSender(settings).api.create_menu(body)
     except WeChatClientException as exc:

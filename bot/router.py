@@ -34,6 +34,8 @@ class Inbound:
     msg_id: str = ""
     create_time: int = 0
     account: str = ""
+    # An event's other fields as sent (e.g. Status and the counts of *SENDJOBFINISH).
+    details: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def dedupe_key(self) -> str:

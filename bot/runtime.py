@@ -14,12 +14,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 from sqlite_utils import Database
-from wechatpy.exceptions import WeChatClientException
 
 from bot.claims import Claims
 from bot.knowledge.live import Library
 from bot.matching.matcher import Match
 from bot.privacy import Vault, load_or_create_key, mask_text
+from bot.push.courier import Courier
 from bot.router import Context, Inbound, Reply, Router
 from bot.settings import Settings
 from bot.storage import engine, messages, migrations, push
@@ -28,9 +28,6 @@ from bot.wechat.protocol import Crypto
 
 logger = logging.getLogger(__name__)
 
-# Errors after which a customer-service message is not retried: the user is out of the
-# 48-hour window (45015) or has unsubscribed (43004).
-_FINAL_ERRORS = {45015, 43004}
 _LAST_SEEN_MEMORY = 10_000  # users whose last-seen time a process remembers
 
 
@@ -77,6 +74,7 @@ class Runtime:
         self._stopping = threading.Event()
         # Set by start_courier: its thread checkpoints the WAL, so commits need not.
         self._checkpoints_in_background = False
+        self.courier = Courier(self, self.connect, self._stopping)
 
     # --- storage -------------------------------------------------------------------
 
@@ -190,46 +188,14 @@ class Runtime:
 
     def start_courier(self, notice_interval: float = 2.0, job_interval: float = 15.0,
                       checkpoint_interval: float = 0.2) -> None:
-        """Background work for a serving process: queued notices and late replies every
-        few seconds, push jobs left unfinished by a crash or restart, and WAL checkpoints.
-        Call before the process opens its connections."""
-        from bot import outbox  # outbox needs the runtime only as its Sender
-
-        def every(interval: float, work: Callable[[], object], name: str) -> None:
-            def loop() -> None:
-                while not self._stopping.wait(interval):
-                    try:
-                        work()
-                    except Exception:  # a thread with no caller: log, keep delivering
-                        logger.exception("%s failed; retrying in %.0f s", name, interval)
-            threading.Thread(target=loop, name=name, daemon=True).start()
-
+        """Start the background threads of a serving process (see bot.push.courier).
+        Call before the process opens its connections: the courier checkpoints the WAL."""
         self._checkpoints_in_background = True
-        every(checkpoint_interval, lambda: engine.checkpoint(self.connect()), "wal-checkpointer")
-        every(notice_interval, self.deliver_pending, "outbox-courier")
-        every(job_interval, lambda: outbox.resume_jobs(self), "push-resumer")
+        self.courier.start(notice_interval, job_interval, checkpoint_interval)
 
     def deliver_pending(self, limit: int = 50) -> int:
-        """Send due outbox messages (to the simulator inbox in demo mode); returns how many."""
-        database = self.connect()
-        sent = 0
-        for row in push.claim_outbox(database, limit):
-            if self.api is None:
-                push.add_to_inbox(database, row["openid"], row["text"])
-                push.finish_outbox(database, row["id"])
-                sent += 1
-                continue
-            try:
-                self.api.send_text(row["openid"], row["text"])
-            except WeChatClientException as exc:
-                code = int(exc.errcode or -1)
-                logger.warning("customer-service send failed: errcode %s", code)
-                push.finish_outbox(database, row["id"], code, str(exc.errmsg or ""),
-                                      retry_in=None if code in _FINAL_ERRORS else 30.0)
-                continue
-            push.finish_outbox(database, row["id"])
-            sent += 1
-        return sent
+        """Send due outbox messages now; returns how many."""
+        return self.courier.deliver_pending(limit)
 
     def close(self) -> None:
         """Stop the handler and courier threads (tests create many apps)."""

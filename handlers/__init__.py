@@ -3,15 +3,27 @@ from __future__ import annotations
 
 from bot.conversation import store_menu_state
 from bot.router import Reply, Router
-from handlers import ask, commands, events, media, menu, paging, registration, services, texts
+from handlers import (
+    ask,
+    commands,
+    events,
+    media,
+    menu,
+    paging,
+    push_events,
+    registration,
+    services,
+    texts,
+)
 from handlers.ask import describe as describe_match
 
 __all__ = ["HANDLER_MODULES", "build_router", "describe_match"]
 
-# Order matters: commands valid in any state (取消, 转人工, 菜单, 更多), events, then the
-# active form (it must see answers such as digits before the menu does), menu digits and
-# words, paging, services, then the policy matcher as the last resort for any text.
-HANDLER_MODULES = (commands, events, registration, menu, media, paging, services, ask)
+# Order matters: commands valid in any state (取消, 转人工, 菜单, 更多), events and
+# WeChat's delivery reports, then the active form (it must see answers such as digits
+# before the menu does), menu digits and words, paging, services, then the policy
+# matcher as the last resort for any text.
+HANDLER_MODULES = (commands, events, push_events, registration, menu, media, paging, services, ask)
 
 
 def build_router() -> Router:

@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from bot import outbox
 from bot.privacy import mask_text
+from bot.push import announcements as news
 from bot.router import Context, Inbound, Reply, Router
 from bot.storage import staff
 from handlers import registration, texts
@@ -24,14 +24,14 @@ def contact(inbound: Inbound, ctx: Context) -> Reply:
 @router.keyword("最新通知", "通知", "公告", "通知公告", "最新消息")
 def announcements(inbound: Inbound, ctx: Context) -> Reply:
     """The latest announcements staff published to this user (newest first)."""
-    rows = outbox.list_recent_announcements(ctx.db, limit=3, openid=inbound.openid)
+    rows = news.list_recent_announcements(ctx.db, limit=3, openid=inbound.openid)
     if not rows:
         return Reply(text="最近没有新通知。有新通知会第一时间推送给您。\n回复“菜单”看看还能办什么。",
                      topic="service.announcements", band="answer")
     items = []
     for row in rows:
-        day = datetime.fromtimestamp(row["created_at"], outbox.CHINA).strftime("%m月%d日")
-        items.append(f"【{day}】{outbox.message_text(row['text'], row['url'])}")
+        day = datetime.fromtimestamp(row["created_at"], news.CHINA).strftime("%m月%d日")
+        items.append(f"【{day}】{news.message_text(row['text'], row['url'])}")
     return Reply(text="最新通知：\n\n" + "\n\n".join(items), topic="service.announcements",
                  band="answer")
 

@@ -6,8 +6,10 @@ Unknown paths answer errcode 99999, as an unexpected call should fail loudly.
 It models what the push code relies on: each token fetch invalidates the previous token
 (as WeChat does), tokens expire after token_lifetime seconds, users in `out_of_window`
 get 45015 for customer-service messages, users in `unsubscribed` get 43004, a mass send
-reaches the users under its tag once per clientmsgid (a repeat answers 45065), and every
-message that reached a user is in `deliveries`. `hold(path, after=n)` keeps requests
+reaches the users under its tag once per clientmsgid (a repeat answers 45065), a template
+message reaches its user once per client_msg_id (a repeat answers ok with the same msgid),
+and every message that reached a user is in `deliveries` (with the msgid / msg_id WeChat
+reports it under later). `hold(path, after=n)` keeps requests
 after the n-th waiting (already recorded and delivered) until `release()`, so a test can
 kill a client while its calls are in flight.
 """
@@ -44,6 +46,7 @@ class FakeWeChat:
         self.tags: dict[int, dict[str, Any]] = {}
         self._tag_ids = itertools.count(100)
         self._mass_ids: dict[str, int] = {}
+        self._template_ids: dict[tuple[str, object], int] = {}
         self._hold: dict[str, int] = {}
         self._released = threading.Event()
         self.held = 0
@@ -53,7 +56,7 @@ class FakeWeChat:
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def start(self) -> "FakeWeChat":
+    def start(self) -> FakeWeChat:
         self._thread.start()
         return self
 
@@ -149,8 +152,13 @@ class FakeWeChat:
                 return {"errcode": 40037, "errmsg": "invalid template_id"}
             if openid in self.unsubscribed:
                 return {"errcode": 43004, "errmsg": "require subscribe"}
-            self._deliver(openid, "template", body["data"]["content"]["value"], url=body.get("url"))
-            return {**ok, "msgid": len(self.deliveries)}
+            key = (openid, body.get("client_msg_id") or object())
+            if key in self._template_ids:  # WeChat sends one message per openid and key
+                return {**ok, "msgid": self._template_ids[key]}
+            msg_id = self._template_ids[key] = 5000 + len(self._template_ids)
+            self._deliver(openid, "template", body["data"]["content"]["value"], url=body.get("url"),
+                          msgid=msg_id)
+            return {**ok, "msgid": msg_id}
         if path == "/cgi-bin/tags/get":
             return {"tags": [{"id": i, "name": t["name"], "count": len(t["users"])}
                              for i, t in self.tags.items()]}
@@ -181,7 +189,7 @@ class FakeWeChat:
                         "msg_id": self._mass_ids[key]}
             msg_id = self._mass_ids[key] = 1000 + len(self._mass_ids)
             for openid in sorted(self.tags[tag_id]["users"] - self.unsubscribed):
-                self._deliver(openid, "mass", body["text"]["content"])
+                self._deliver(openid, "mass", body["text"]["content"], msg_id=msg_id)
             return {**ok, "msg_id": msg_id, "msg_data_id": msg_id}
         if path == "/cgi-bin/menu/create":
             buttons = body.get("button")

@@ -563,11 +563,11 @@ def test_failed_recipients_are_shown_and_retried(tmp_path, wechat_api):
 
 
 def test_cancel_stops_a_queued_announcement(app, staff_client):
-    from bot import outbox
+    from bot.push import announcements
     Chat(staff_client, "o-a").event("subscribe")
     d = database(app)
-    announcement_id = outbox.create_announcement(d, "明天停电", "", "all", "wang")
-    outbox.start_job(d, announcement_id)  # queued, no sender started yet
+    announcement_id = announcements.create_announcement(d, "明天停电", "", "all", "wang")
+    announcements.start_job(d, announcement_id)  # queued, no sender started yet
     page = staff_client.get(f"/admin/announcements/{announcement_id}").get_data(as_text=True)
     assert "排队中" in page and "取消发送" in page
     staff_client.post(f"/admin/announcements/{announcement_id}/cancel", data={"csrf_token": csrf_from(page)})

@@ -1,7 +1,7 @@
 """A serving process delivers queued notices and resumes unfinished push jobs by itself."""
 from __future__ import annotations
 
-from bot import outbox
+from bot.push import announcements, courier
 from bot.storage import engine, messages, migrations, push, user_state
 from tests.conftest import create_app, wait_for
 
@@ -12,12 +12,13 @@ def test_restarted_service_finishes_a_job_left_unsent(settings):
     for openid in ("o-a", "o-b", "o-c"):
         messages.touch_subscriber(database, openid, subscribed=True)
     # A job created by a process that died before sending anything.
-    job = outbox.start_job(database, outbox.create_announcement(database, "明天开班", None, "all", "staff"))
+    announcement = announcements.create_announcement(database, "明天开班", None, "all", "staff")
+    job = announcements.start_job(database, announcement)
     app = create_app(settings)
     runtime = app.extensions["bot"]
     try:
         runtime.start_courier(notice_interval=0.1, job_interval=0.1)
-        assert wait_for(lambda: outbox.job_progress(database, job)["delivered"] == 3)
+        assert wait_for(lambda: announcements.job_progress(database, job)["delivered"] == 3)
         for openid in ("o-a", "o-b", "o-c"):
             assert [m["text"] for m in push.inbox_since(database, openid, 0)] == ["明天开班"]
     finally:
@@ -29,7 +30,7 @@ def test_courier_delivers_a_queued_notice(settings):
     runtime = app.extensions["bot"]
     database = engine.connect(settings.storage.database)
     try:
-        outbox.notify(database, "o-n", "您的申请已通过")
+        courier.notify(database, "o-n", "您的申请已通过")
         runtime.start_courier(notice_interval=0.1, job_interval=60)
         assert wait_for(lambda: push.inbox_since(database, "o-n", 0))
         assert push.inbox_since(database, "o-n", 0)[0]["text"] == "您的申请已通过"

@@ -126,11 +126,11 @@ def test_api_key_required_when_configured(tmp_path):
 
 
 def test_latest_announcements_from_menu_and_words(chat, app):
-    from bot import outbox
+    from bot.push import announcements
     database = engine.connect(app.extensions["bot"].settings.storage.database)
     assert "最近没有新通知" in chat.say("最新通知")
-    outbox.create_announcement(database, "12月8日茶叶培训开班，欢迎报名", None, "all", "staff")
-    outbox.create_announcement(database, "石桥镇专场招聘会", None, "township:石桥镇", "staff")
+    announcements.create_announcement(database, "12月8日茶叶培训开班，欢迎报名", None, "all", "staff")
+    announcements.create_announcement(database, "石桥镇专场招聘会", None, "township:石桥镇", "staff")
     chat.say("菜单")
     reply = chat.say("7")
     assert "茶叶培训开班" in reply

@@ -7,8 +7,10 @@ from typing import Any
 from flask import abort, flash, g, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from bot import get_db, labels, outbox, runtime
+from bot import get_db, labels, runtime
 from bot.console import bp, record
+from bot.push import announcements as news
+from bot.push import runner
 from bot.storage import push
 
 MAX_ANNOUNCEMENT_CHARS = 600
@@ -42,10 +44,10 @@ def announcements() -> str:
     database = get_db()
     rows = []
     for a in push.announcements_with_jobs(database, 20):
-        rows.append((a, outbox.job_progress(database, a["job_id"]) if a["job_id"] else None))
+        rows.append((a, news.job_progress(database, a["job_id"]) if a["job_id"] else None))
     settings = runtime().settings
     return render_template("console/announcements.html", rows=rows, form={},
-                           quota=outbox.quota_status(database, settings.push),
+                           quota=news.quota_status(database, settings.push),
                            settings=settings, audience_label=audience_label)
 
 
@@ -60,12 +62,12 @@ def preview_announcement() -> str | tuple[str, int]:
     if error:
         database = get_db()
         return render_template("console/announcements.html", rows=[], form=request.form,
-                               error=error, quota=outbox.quota_status(database, settings.push),
+                               error=error, quota=news.quota_status(database, settings.push),
                                settings=settings, audience_label=audience_label), 400
-    count = len(outbox.audience_openids(get_db(), audience))
+    count = len(news.audience_openids(get_db(), audience))
     return render_template("console/announcement_preview.html", text=text, url=url,
                            audience=audience, label=audience_label(audience), count=count,
-                           message=outbox.message_text(text, url))
+                           message=news.message_text(text, url))
 
 
 def _announcement_problem(text: str, url: str, audience: str) -> str:
@@ -76,7 +78,7 @@ def _announcement_problem(text: str, url: str, audience: str) -> str:
     if url and not re.match(r"^https?://[^\s<>\"]+$", url):
         return "链接应以 http:// 或 https:// 开头。"
     try:
-        outbox.parse_audience(audience)
+        news.parse_audience(audience)
     except ValueError:
         return "请选择发送对象（选乡镇或课程时请选具体一项）。"
     return ""
@@ -91,9 +93,9 @@ def send_announcement() -> Response:
     if _announcement_problem(text, url, audience):
         abort(400, "通知内容或发送对象无效，请重新填写。")
     database = get_db()
-    announcement_id = outbox.create_announcement(database, text, url, audience, g.staff)
-    job_id = outbox.start_job(database, announcement_id)
-    outbox.send_in_background(runtime(), job_id)
+    announcement_id = news.create_announcement(database, text, url, audience, g.staff)
+    job_id = news.start_job(database, announcement_id)
+    runner.send_in_background(runtime(), job_id)
     record("发送通知", f"#{announcement_id} {audience_label(audience)}: {text[:100]}")
     return redirect(url_for("console.announcement", announcement_id=announcement_id))
 
@@ -111,8 +113,8 @@ def announcement(announcement_id: int) -> str:
     database = get_db()
     job_id = _job(announcement_id)
     status = request.args.get("status") or None
-    return render_template("console/announcement.html", progress=outbox.job_progress(database, job_id),
-                           recipients=outbox.job_recipients(database, job_id, status, limit=500),
+    return render_template("console/announcement.html", progress=news.job_progress(database, job_id),
+                           recipients=news.job_recipients(database, job_id, status, limit=500),
                            status=status, audience_label=audience_label,
                            announcement_id=announcement_id)
 
@@ -120,7 +122,7 @@ def announcement(announcement_id: int) -> str:
 @bp.get("/api/announcements/<int:announcement_id>/progress")
 def announcement_progress(announcement_id: int) -> Response:
     """Delivery counts for the progress bar."""
-    return jsonify(outbox.job_progress(get_db(), _job(announcement_id)))
+    return jsonify(news.job_progress(get_db(), _job(announcement_id)))
 
 
 @bp.post("/announcements/<int:announcement_id>/retry")
@@ -128,9 +130,9 @@ def retry_announcement(announcement_id: int) -> Response:
     """Queue failed recipients again and send to them."""
     job_id = _job(announcement_id)
     include_unknown = request.form.get("include_unknown") == "1"
-    count = outbox.retry_failed(get_db(), job_id, include_unknown)
+    count = news.retry_failed(get_db(), job_id, include_unknown)
     if count:
-        outbox.send_in_background(runtime(), job_id)
+        runner.send_in_background(runtime(), job_id)
     record("重试通知", f"#{announcement_id}: {count} 人")
     flash(f"已重新发送给 {count} 人。" if count else "没有可重试的失败对象。")
     return redirect(url_for("console.announcement", announcement_id=announcement_id))
@@ -139,7 +141,7 @@ def retry_announcement(announcement_id: int) -> Response:
 @bp.post("/announcements/<int:announcement_id>/cancel")
 def cancel_announcement(announcement_id: int) -> Response:
     """Stop sending; recipients not yet reached are marked cancelled."""
-    stopped = outbox.cancel_job(get_db(), _job(announcement_id))
+    stopped = news.cancel_job(get_db(), _job(announcement_id))
     record("取消通知", f"#{announcement_id}")
     flash("已取消发送。" if stopped else "这条通知已经发送完毕，无法取消。")
     return redirect(url_for("console.announcement", announcement_id=announcement_id))

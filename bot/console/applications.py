@@ -10,9 +10,10 @@ from typing import Any
 from flask import abort, flash, g, redirect, render_template, request, send_file, url_for
 from werkzeug.wrappers import Response
 
-from bot import export, get_db, labels, outbox, runtime
+from bot import export, get_db, labels, runtime
 from bot.clock import CHINA_TZ
 from bot.console import bp, page_number, record
+from bot.push import courier
 
 # The view below is called "applications" (its endpoint name), so the store gets another name.
 from bot.storage import applications as store
@@ -102,7 +103,7 @@ def change_application_status(ref: str) -> Response:
         abort(404)
     text = render_template("console/status_notice.txt", a=row,
                            kind=labels.APPLICATION_TYPES.get(row["type"], "申请"))
-    outbox.notify(database, openid, text.strip())
+    courier.notify(database, openid, text.strip())
     runtime().deliver_pending()
     record("更改申请状态", f"{ref} → {status}" + (f"：{note}" if note else ""))
     flash(f"状态已改为“{status}”，已通过微信通知申请人。")

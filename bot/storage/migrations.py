@@ -154,6 +154,24 @@ def m003_console(db: Database) -> None:
 
 
 @migrations()
+def m011_push_results(db: Database) -> None:
+    # What WeChat reports after accepting a send (TEMPLATESENDJOBFINISH, MASSSENDJOBFINISH):
+    # the msgid it returned and, once reported, its final Status ("success", "failed:…").
+    db.table("push_recipients").add_column("msg_id", int)
+    db.table("push_recipients").add_column("result", str)
+    db.table("push_recipients").create_index(["msg_id"])
+    # One row per mass batch: its tag (named after the batch), the msg_id of the send and
+    # WeChat's counts, so a tag is deleted only after its send finished.
+    db.table("push_batches").create({
+        "batch": str, "job_id": int, "msg_id": int, "status": str, "total_count": int,
+        "sent_count": int, "error_count": int, "created_at": float, "sent_at": float,
+        "finished_at": float,
+    }, pk="batch", not_null={"job_id", "created_at"})
+    db.table("push_batches").create_index(["msg_id"])
+    db.table("push_batches").create_index(["job_id"])
+
+
+@migrations()
 def m012_console_throttle(db: Database) -> None:
     # Failed sign-ins per (typed user name, client address): a stranger's guesses slow down
     # only their own address, so they cannot lock staff out. Replaces login_failures.

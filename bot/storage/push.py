@@ -142,11 +142,13 @@ def unfinished_push_jobs(db: Database) -> list[dict[str, Any]]:
 
 
 def claim_push_job(db: Database, job_id: int, runner: str, lease_seconds: float,
-                   runner_dead: Any) -> bool:
+                   runner_dead: Any, repeat_template_since: float | None = None) -> bool:
     """Become the job's only runner if it is unfinished and its runner is gone.
 
-    Rows a dead runner left in "sending" on a per-recipient channel become "unknown":
-    the call may have reached WeChat, which has no idempotency key for those channels.
+    Rows a dead runner left in "sending" become "unknown" on the customer-service
+    channel: the call may have reached WeChat, which has no idempotency key there.
+    Template rows whose call started at or after repeat_template_since are pending again
+    (their client_msg_id makes WeChat drop a repeat); older ones become "unknown" too.
     Mass-batch rows stay "sending"; the batch is repeated under the same clientmsgid.
     """
     t = now()
@@ -157,6 +159,11 @@ def claim_push_job(db: Database, job_id: int, runner: str, lease_seconds: float,
             return False
         if row[1] and row[1] != runner and (row[2] or 0) > t and not runner_dead(row[1]):
             return False
+        if repeat_template_since is not None:
+            db.conn.execute(
+                "UPDATE push_recipients SET status = 'pending', next_attempt_at = ?"
+                " WHERE job_id = ? AND status = 'sending' AND channel = 'template'"
+                " AND updated_at >= ?", (t, job_id, repeat_template_since))
         db.conn.execute(
             "UPDATE push_recipients SET status = 'unknown', updated_at = ?"
             " WHERE job_id = ? AND status = 'sending' AND COALESCE(channel, '') != 'mass'",
@@ -238,8 +245,10 @@ def mark_push_sending(db: Database, row_id: int, channel: str,
 
 def finish_push(db: Database, row_id: int, status: str, channel: str | None = None,
                 errcode: int | None = None, error: str = "", retry_at: float | None = None,
-                refund_day: str | None = None, expect: str = "sending") -> None:
-    """Record a recipient's outcome (pending again with retry_at); refund quota if not sent.
+                refund_day: str | None = None, expect: str = "sending",
+                msg_id: int | None = None) -> None:
+    """Record a recipient's outcome (pending again with retry_at, the msgid WeChat gave a
+    template send); refund quota if not sent.
 
     Only a row still in the expected status changes, so a runner never overwrites
     what another one recorded.
@@ -247,9 +256,9 @@ def finish_push(db: Database, row_id: int, status: str, channel: str | None = No
     with immediate(db):
         changed = db.conn.execute(
             "UPDATE push_recipients SET status = ?, channel = COALESCE(?, channel), errcode = ?,"
-            " error = ?, next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ?"
-            " WHERE id = ? AND status = ?",
-            (status, channel, errcode, error, retry_at, now(), row_id, expect)).rowcount
+            " error = ?, next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ?,"
+            " msg_id = COALESCE(?, msg_id) WHERE id = ? AND status = ?",
+            (status, channel, errcode, error, retry_at, now(), msg_id, row_id, expect)).rowcount
         if changed and refund_day is not None:
             db.conn.execute("UPDATE push_quota SET used = MAX(used - 1, 0) WHERE day = ?",
                             (refund_day,))
@@ -283,6 +292,8 @@ def start_mass_batch(db: Database, job_id: int, row_ids: list[int], batch: str,
     day, limit = quota
     taken = []
     with immediate(db):
+        db.conn.execute("INSERT OR IGNORE INTO push_batches (batch, job_id, created_at)"
+                        " VALUES (?, ?, ?)", (batch, job_id, now()))
         for row_id in row_ids:
             if _quota_used(db, day) >= limit:
                 break
@@ -297,9 +308,12 @@ def start_mass_batch(db: Database, job_id: int, row_ids: list[int], batch: str,
 
 def finish_mass_batch(db: Database, job_id: int, batch: str, status: str,
                       errcode: int | None = None, error: str = "",
-                      retry_at: float | None = None) -> None:
-    """Record the outcome of a mass batch for all its rows."""
+                      retry_at: float | None = None, msg_id: int | None = None) -> None:
+    """Record the outcome of a mass batch for all its rows (and the send's msg_id)."""
     with immediate(db):
+        if status == "delivered":
+            db.conn.execute("UPDATE push_batches SET sent_at = COALESCE(sent_at, ?),"
+                            " msg_id = COALESCE(?, msg_id) WHERE batch = ?", (now(), msg_id, batch))
         db.conn.execute(
             "UPDATE push_recipients SET status = ?, errcode = ?, error = ?,"
             " next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ?,"
@@ -308,20 +322,56 @@ def finish_mass_batch(db: Database, job_id: int, batch: str, status: str,
             (status, errcode, error, retry_at, now(), status, job_id, batch))
 
 
-def mass_batch_open(db: Database, batch: str) -> bool:
-    """Whether any row of a mass batch is still being sent."""
-    return db.conn.execute("SELECT 1 FROM push_recipients WHERE batch = ? AND status = 'sending'"
-                           " LIMIT 1", (batch,)).fetchone() is not None
+def finished_batches(db: Database, names: list[str], sent_before: float) -> set[str]:
+    """Those of the named batches that are ours and done with their tag: none of their
+    rows is being sent, and the send never went out, WeChat reported it finished, or it
+    went out before sent_before (the report may never come)."""
+    if not names:
+        return set()
+    marks = ",".join("?" * len(names))
+    return {r[0] for r in db.conn.execute(
+        f"SELECT b.batch FROM push_batches b WHERE b.batch IN ({marks})"
+        " AND (b.sent_at IS NULL OR b.finished_at IS NOT NULL OR b.sent_at < ?)"
+        " AND NOT EXISTS (SELECT 1 FROM push_recipients r WHERE r.batch = b.batch"
+        " AND r.status = 'sending')", [*names, sent_before])}
+
+
+def record_template_result(db: Database, msg_id: int, status: str) -> bool:
+    """Store WeChat's final Status of a template send (TEMPLATESENDJOBFINISH); False if
+    no recipient has that msgid."""
+    changed = db.conn.execute(
+        "UPDATE push_recipients SET result = ? WHERE msg_id = ? AND channel = 'template'",
+        (status, msg_id)).rowcount
+    commit(db)
+    return changed > 0
+
+
+def record_mass_result(db: Database, msg_id: int, status: str, total: int, sent: int,
+                       errors: int) -> bool:
+    """Store WeChat's report of a mass send (MASSSENDJOBFINISH); False if no batch has that msg_id."""
+    changed = db.conn.execute(
+        "UPDATE push_batches SET status = ?, total_count = ?, sent_count = ?, error_count = ?,"
+        " finished_at = ? WHERE msg_id = ?", (status, total, sent, errors, now(), msg_id)).rowcount
+    commit(db)
+    return changed > 0
 
 
 def push_counts(db: Database, job_id: int) -> dict[str, Any]:
-    """Recipient counts by status and, for delivered ones, by channel."""
+    """Recipient counts by status and, for delivered ones, by channel; and what WeChat
+    reported afterwards: template results by Status, mass batches' sent and error counts."""
     by_status = dict(db.conn.execute(
         "SELECT status, COUNT(*) FROM push_recipients WHERE job_id = ? GROUP BY status", (job_id,)))
     by_channel = dict(db.conn.execute(
         "SELECT channel, COUNT(*) FROM push_recipients WHERE job_id = ? AND status = 'delivered'"
         " GROUP BY channel", (job_id,)))
-    return {"by_status": by_status, "by_channel": by_channel}
+    template_results = dict(db.conn.execute(
+        "SELECT result, COUNT(*) FROM push_recipients WHERE job_id = ? AND channel = 'template'"
+        " AND result IS NOT NULL GROUP BY result", (job_id,)))
+    sent, errors = db.conn.execute(
+        "SELECT COALESCE(SUM(sent_count), 0), COALESCE(SUM(error_count), 0) FROM push_batches"
+        " WHERE job_id = ? AND finished_at IS NOT NULL", (job_id,)).fetchone()
+    return {"by_status": by_status, "by_channel": by_channel,
+            "template_results": template_results, "mass_sent": sent, "mass_errors": errors}
 
 
 def push_recipient_rows(db: Database, job_id: int, status: str | None = None,

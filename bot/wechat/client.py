@@ -10,7 +10,8 @@ import os
 import socket
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sqlite_utils import Database
 from wechatpy import WeChatClient
@@ -171,36 +172,19 @@ class WeChatApi(WeChatClient):
         self.message.send_text(openid, text)
 
     def send_template(self, openid: str, template_id: str, data: dict[str, Any],
-                      url: str | None = None) -> None:
-        """Send a template message (outside the 48-hour window).
+                      url: str | None = None, client_msg_id: str = "") -> int:
+        """Send a template message (outside the 48-hour window); returns its msgid.
 
-        https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Template_Message_Interface.html
+        client_msg_id makes WeChat send one message per openid and key (for about ten
+        minutes), so a repeated call cannot reach the user twice; wechatpy 1.8.18 cannot
+        pass it. https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Template_Message_Interface.html
         """
-        self.message.send_template(openid, template_id, data, url=url or None)
-
-    def tag_id(self, name: str) -> int:
-        """The id of the user tag called name, created if missing.
-
-        https://developers.weixin.qq.com/doc/offiaccount/User_Management/User_Tag_Management.html
-        """
-        for tag in self.get("tags/get").get("tags", []):
-            if tag.get("name") == name:
-                return int(tag["id"])
-        return int(self.post("tags/create", data={"tag": {"name": name}})["tag"]["id"])
-
-    def delete_tag(self, tag_id: int) -> None:
-        """Delete a user tag (the account may hold at most 100)."""
-        self.post("tags/delete", data={"tag": {"id": tag_id}})
-
-    def tags(self) -> list[dict[str, Any]]:
-        """The account's user tags: [{id, name, count}]."""
-        return list(self.get("tags/get").get("tags", []))
-
-    def tag_users(self, tag_id: int, openids: list[str]) -> None:
-        """Put users under a tag, 50 per call as WeChat allows."""
-        for i in range(0, len(openids), 50):
-            self.post("tags/members/batchtagging",
-                      data={"tagid": tag_id, "openid_list": openids[i:i + 50]})
+        body: dict[str, Any] = {"touser": openid, "template_id": template_id, "data": data}
+        if url:
+            body["url"] = url
+        if client_msg_id:
+            body["client_msg_id"] = client_msg_id
+        return int(self.post("message/template/send", data=body).get("msgid") or 0)
 
     def mass_send_text(self, tag_id: int, text: str, client_msg_id: str) -> dict[str, Any]:
         """Mass-send a text to everyone under a tag; client_msg_id makes a repeat a no-op (45065).

@@ -154,6 +154,7 @@ def parse_inbound(body: bytes) -> Inbound:
         event_key=field("EventKey"),
         msg_id=field("MsgId") or field("MsgID"),
         create_time=create_time,
+        details={k: v.strip() for k, v in root.items() if isinstance(v, str)} if msg_type == "event" else {},
     )
 
 

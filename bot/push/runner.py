@@ -1,31 +1,30 @@
-"""Announcements and push jobs: create, send (resumably), watch, retry, cancel; single notices.
+"""The push job runner: send one announcement to its recipients, resumably.
 
-The staff console and the CLI use this API:
-
-    aid = create_announcement(database, text, url, "township:城关镇", "staff-name")
-    job = start_job(database, aid)              # snapshot of the audience, status "queued"
-    send_in_background(runtime, job)            # or run_job(runtime, job) to block;
-                                                # PushSender(settings) stands in for the runtime
-    job_progress(database, job)                 # total, delivered, failed, pending, status, ...
-    retry_failed(database, job); cancel_job(database, job)
-    list_recent_announcements(database, 5, openid)   # the bot's "最新通知"
-    notify(database, openid, text)              # one notice through the outbox
-    quota_status(database, settings.push)       # fallback-channel quota left today
+    send_in_background(runtime, job)    # the console's way; or run_job(runtime, job) to block
+    resume_jobs(runtime)                # jobs a crash or restart left unfinished
+    PushSender(settings)                # stands in for the runtime in the CLI and the bench
 
 Delivery: users seen within 48 hours get a customer-service message; the others, and
-anyone the API answers 45015 for, get the [push] fallback_channel (a template message, or
-a mass send to a per-batch user tag), counted against [push] daily_quota per China-time
-day. 43004 marks the subscriber unsubscribed; 45009/45047 and connection failures back
-off and retry; other errors fail that recipient and the job carries on. In demo mode (no
-API client) messages go to the simulator inbox.
+anyone the API answers 45015 (out of the window) or 45047 (the user's customer-service
+quota is used up) for, get the [push] fallback_channel (a template message, or a mass
+send to a per-batch user tag), counted against [push] daily_quota per China-time day.
+43004 marks the subscriber unsubscribed; 45009 and connection failures back off and
+retry; other errors fail that recipient and the job carries on. In demo mode (no API
+client) messages go to the simulator inbox. WeChat reports later whether a template or
+mass message reached the user (bot.push.announcements.record_*_report).
 
 Crashes: a recipient is marked "sending" (one commit) before its call and settled after
-it. A customer-service or template call cannot be made idempotent, so a job resumed
-after its runner died turns rows left in "sending" into "unknown" and does not send them
-again (at most once: at most one row per sender thread, whose call was in flight, and
-most likely arrived). They are counted apart and retry_failed(include_unknown=True)
-sends them on purpose. A mass batch carries a clientmsgid, so an interrupted batch is
-simply repeated; WeChat answers 45065 if it already went out.
+it. A customer-service call cannot be made idempotent, so a job resumed after its runner
+died turns such rows left in "sending" into "unknown" and does not send them again (at
+most once: at most one row per sender thread, whose call was in flight, and most likely
+arrived). They are counted apart and retry_failed(include_unknown=True) sends them on
+purpose. A template send carries a client_msg_id per job and recipient, so one
+interrupted less than TEMPLATE_REPEAT_SECONDS ago is simply repeated (older ones become
+"unknown": WeChat keeps the key only for minutes). A mass batch carries a clientmsgid,
+so an interrupted batch is repeated too; WeChat answers 45065 if it already went out.
+
+Each mass batch has a user tag named TAG_PREFIX + job + random part; only such tags of
+batches recorded here are deleted, once their send finished (see _drop_old_tags).
 """
 from __future__ import annotations
 
@@ -38,15 +37,15 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 import requests
 from sqlite_utils import Database
 from wechatpy.exceptions import WeChatClientException
 
-from bot.settings import PushSettings, Settings
-from bot.storage import applications, engine, messages, migrations, push
+from bot.push.announcements import UNSUBSCRIBED, job_progress, message_text, next_quota_day_start, quota_day
+from bot.settings import Settings
+from bot.storage import engine, messages, migrations, push
 from bot.wechat.client import SQLiteSessionStorage, WeChatApi
 
 logger = logging.getLogger(__name__)
@@ -54,14 +53,22 @@ logger = logging.getLogger(__name__)
 # Customer-service messages reach only users who interacted within this window.
 WINDOW_SECONDS = 48 * 3600
 # Rate limits: back off and try again later.
-LIMIT_ERRORS = frozenset({45009, 45047})
-OUT_OF_WINDOW = 45015
-UNSUBSCRIBED = 43004
+LIMIT_ERRORS = frozenset({45009})
+# The customer-service channel cannot reach the user (out of the 48-hour window, or the
+# user's customer-service message quota is used up): use the fallback channel.
+FALLBACK_ERRORS = frozenset({45015, 45047})
 MASS_DUPLICATE = 45065
 SYSTEM_BUSY = -1
 MAX_ATTEMPTS = 6
-# Quota days follow China time (no daylight saving).
-CHINA = timezone(timedelta(hours=8))
+# WeChat takes at most this many openids per tagging call.
+TAG_BATCH = 50
+# Names of the user tags (and clientmsgids) this service makes; other tags are never touched.
+TAG_PREFIX = "cyt-push-"
+# A template send interrupted this recently is repeated: WeChat drops a repeat with the
+# same client_msg_id for about ten minutes.
+TEMPLATE_REPEAT_SECONDS = 5 * 60.0
+# A batch's tag is deleted this long after its send even if WeChat's report never came.
+MASS_REPORT_GRACE_SECONDS = 24 * 3600.0
 
 
 class Sender(Protocol):
@@ -96,144 +103,6 @@ class PushSender:
         if database is None:
             database = self._local.db = self.open_db()
         return database
-
-
-@dataclass(frozen=True)
-class Audience:
-    """Who an announcement is for: all, township (value=name), course (value=id) or loan."""
-    kind: str
-    value: str = ""
-
-
-def parse_audience(text: str) -> Audience:
-    """Parse "all", "township:NAME", "course:ID" or "loan"; ValueError otherwise."""
-    text = (text or "").strip()
-    if text in ("all", "loan"):
-        return Audience(text)
-    kind, _, value = text.partition(":")
-    if kind in ("township", "course") and value.strip():
-        return Audience(kind, value.strip())
-    raise ValueError(f"unknown audience {text!r}")
-
-
-def audience_openids(database: Database, audience: str) -> list[str]:
-    """The openids an audience means now: all subscribers, or applicants (a township is
-    known only from applications) who neither withdrew nor unsubscribed."""
-    a = parse_audience(audience)
-    if a.kind == "all":
-        return messages.subscribed_openids(database)
-    if a.kind == "township":
-        return applications.applicant_openids(database, township=a.value)
-    if a.kind == "course":
-        return applications.applicant_openids(database, type_="training", course_id=a.value)
-    return applications.applicant_openids(database, type_="loan")
-
-
-def message_text(text: str, url: str | None) -> str:
-    """The announcement as one text message: the text, then the link on its own line."""
-    return f"{text}\n{url}" if url else text
-
-
-# --- creating and watching ------------------------------------------------------------
-
-
-def create_announcement(database: Database, text: str, url: str | None, audience: str,
-                        created_by: str) -> int:
-    """Store an announcement (listed under "最新通知" at once); returns its id."""
-    if not text.strip():
-        raise ValueError("announcement text is empty")
-    canonical = parse_audience(audience)
-    key = canonical.kind + (f":{canonical.value}" if canonical.value else "")
-    return push.add_announcement(database, text.strip(), (url or "").strip(), key, created_by)
-
-
-def start_job(database: Database, announcement_id: int) -> int:
-    """The announcement's push job, created with a snapshot of its audience; returns the job id."""
-    existing = push.push_job_for(database, announcement_id)
-    if existing is not None:
-        return existing
-    announcement = push.get_announcement(database, announcement_id)
-    if announcement is None:
-        raise ValueError(f"no announcement {announcement_id}")
-    return push.create_push_job(database, announcement_id,
-                              audience_openids(database, announcement["audience"]))
-
-
-def job_progress(database: Database, job_id: int) -> dict[str, Any]:
-    """total, delivered, failed, pending (incl. in flight), unknown, cancelled, status,
-    by_channel, and error (why the job could not send at all, else '')."""
-    job = push.get_push_job(database, job_id)
-    if job is None:
-        raise ValueError(f"no push job {job_id}")
-    counts = push.push_counts(database, job_id)
-    by_status = counts["by_status"]
-    return {
-        "job_id": job_id, "announcement_id": job["announcement_id"], "status": job["status"],
-        "text": job["text"], "url": job["url"], "audience": job["audience"],
-        "total": job["total"],
-        "delivered": by_status.get("delivered", 0),
-        "failed": by_status.get("failed", 0),
-        "pending": by_status.get("pending", 0) + by_status.get("sending", 0),
-        "unknown": by_status.get("unknown", 0),
-        "cancelled": by_status.get("cancelled", 0),
-        "by_channel": counts["by_channel"],
-        "created_at": job["created_at"], "finished_at": job["finished_at"],
-        "error": job["error"] or "",
-    }
-
-
-def job_recipients(database: Database, job_id: int, status: str | None = None,
-                   limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    """Per-recipient rows: openid, status, channel, errcode, error, attempts, updated_at."""
-    return push.push_recipient_rows(database, job_id, status, limit, offset)
-
-
-def retry_failed(database: Database, job_id: int, include_unknown: bool = False) -> int:
-    """Queue failed recipients again (not those who unsubscribed); returns how many.
-
-    include_unknown also re-sends rows whose delivery a crash left uncertain: they may
-    get the announcement twice, so only staff decide that. Run the job afterwards.
-    """
-    statuses = ("failed", "unknown") if include_unknown else ("failed",)
-    return push.reset_push_recipients(database, job_id, statuses, keep_errcodes=(UNSUBSCRIBED,))
-
-
-def cancel_job(database: Database, job_id: int) -> bool:
-    """Stop a job; recipients not yet reached are marked cancelled. False if it had finished."""
-    return push.cancel_push_job(database, job_id)
-
-
-def list_recent_announcements(database: Database, limit: int = 5,
-                              openid: str | None = None) -> list[dict[str, Any]]:
-    """Newest announcements (id, text, url, audience, created_at); with openid, those for that user."""
-    return push.recent_announcements(database, limit, openid)
-
-
-def notify(database: Database, openid: str, text: str) -> int:
-    """Queue one notice (e.g. an application status change) in the outbox; returns its id.
-
-    The web app's runtime.deliver_pending() sends it (or, in demo mode, puts it in the
-    simulator inbox); call it right after to send at once.
-    """
-    return push.enqueue_message(database, openid, text, "notice")
-
-
-def quota_day(at: float | None = None) -> str:
-    """The quota day (China time) of a moment."""
-    return datetime.fromtimestamp(engine.now() if at is None else at, CHINA).strftime("%Y-%m-%d")
-
-
-def quota_status(database: Database, settings: PushSettings, at: float | None = None) -> dict[str, Any]:
-    """Fallback-channel messages used and remaining today: day, used, limit, remaining."""
-    day = quota_day(at)
-    used = push.quota_used(database, day)
-    return {"day": day, "used": used, "limit": settings.daily_quota,
-            "remaining": max(settings.daily_quota - used, 0)}
-
-
-def _next_quota_day_start(at: float) -> float:
-    day = datetime.fromtimestamp(at, CHINA).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (day + timedelta(days=1)).timestamp()
 
 
 # --- sending --------------------------------------------------------------------------
@@ -278,7 +147,8 @@ def run_job(sender: Sender, job_id: int, *, senders: int = 4, backoff: float = 2
     database = sender.open_db()
     runner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
     try:
-        if not push.claim_push_job(database, job_id, runner, lease_seconds, _runner_gone):
+        if not push.claim_push_job(database, job_id, runner, lease_seconds, _runner_gone,
+                                   engine.now() - TEMPLATE_REPEAT_SECONDS):
             return {**job_progress(database, job_id), "ran": False}
         try:
             if _api_ready(sender, database, job_id):
@@ -299,9 +169,10 @@ def _api_ready(sender: Sender, database: Database, job_id: int) -> bool:
     """Get the access token once up front: with a wrong AppSecret every send would fail alike."""
     if sender.api is not None:
         try:
-            sender.api.access_token
+            _ = sender.api.access_token
         except WeChatClientException as exc:
-            push.set_push_job_error(database, job_id, f"access token: errcode {exc.errcode} {exc.errmsg or ''}")
+            push.set_push_job_error(database, job_id,
+                                    f"access token: errcode {exc.errcode} {exc.errmsg or ''}")
             return False
         except requests.RequestException as exc:
             push.set_push_job_error(database, job_id, f"access token: {type(exc).__name__}")
@@ -368,6 +239,8 @@ class _JobRun:
         self.lease_seconds = lease_seconds
         self.stop = stop
         job = push.get_push_job(database, job_id)
+        if job is None:
+            raise ValueError(f"no push job {job_id}")
         self.text = message_text(job["text"], job["url"])
         self.plain = job["text"]
         self.url = job["url"]
@@ -417,7 +290,8 @@ class _JobRun:
             push.finish_push(database, row["id"], "failed", errcode=UNSUBSCRIBED, error="unsubscribed",
                            expect="pending")
             return
-        if self.api is None:
+        api = self.api
+        if api is None:
             push.deliver_push_to_inbox(database, row["id"], openid, self.text)
             return
         seen = row["last_seen_at"]
@@ -426,20 +300,21 @@ class _JobRun:
         if row["channel"] in (None, "custom") and in_window:
             if push.mark_push_sending(database, row["id"], "custom") != "ok":
                 return  # another runner took it over
-            failure = self._call(lambda: self.api.send_text(openid, self.text))
+            _, failure = self._call(lambda: api.send_text(openid, self.text))
             if failure is None:
                 push.finish_push(database, row["id"], "delivered")
                 return
-            if failure.errcode != OUT_OF_WINDOW:
+            if failure.errcode not in FALLBACK_ERRORS:
                 self._settle(database, row, failure)
                 return
             expect = "sending"  # still ours: carry on with the fallback channel
         if self.push.fallback_channel == "mass":
             push.finish_push(database, row["id"], "pending", channel="mass", expect=expect)
             return
-        self._send_template(database, row, expect)
+        self._send_template(api, database, row, expect)
 
-    def _send_template(self, database: Database, row: dict[str, Any], expect: str) -> None:
+    def _send_template(self, api: WeChatApi, database: Database, row: dict[str, Any],
+                       expect: str) -> None:
         if not self.push.template_id:
             push.finish_push(database, row["id"], "failed", channel="template", errcode=-1,
                            error="[push] template_id is not configured", expect=expect)
@@ -450,33 +325,37 @@ class _JobRun:
             return
         if claim == "quota":
             push.finish_push(database, row["id"], "pending", channel="template", errcode=None,
-                           error="daily quota used up", retry_at=_next_quota_day_start(engine.now()),
+                           error="daily quota used up", retry_at=next_quota_day_start(engine.now()),
                            expect=expect)
             return
-        failure = self._call(lambda: self.api.send_template(
-            row["openid"], self.push.template_id, {"content": {"value": self.plain}}, self.url))
+        msg_id, failure = self._call(lambda: api.send_template(
+            row["openid"], self.push.template_id, {"content": {"value": self.plain}}, self.url,
+            client_msg_id=f"{TAG_PREFIX}{self.job_id}-{row['id']}"))
         if failure is None:
-            push.finish_push(database, row["id"], "delivered")
-        else:
-            self._settle(database, row, failure, refund_day=None if failure.uncertain else day)
+            push.finish_push(database, row["id"], "delivered", msg_id=msg_id or None)
+            return
+        refund_day = None if failure.uncertain else day
+        if failure.uncertain:  # the client_msg_id makes a prompt repeat safe
+            failure = _Failure(failure.errcode, failure.error, retry=True)
+        self._settle(database, row, failure, refund_day=refund_day)
 
-    def _call(self, send: Callable[[], Any]) -> _Failure | None:
+    def _call(self, send: Callable[[], Any]) -> tuple[Any, _Failure | None]:
+        """(what send returned, None), or (None, why it failed)."""
         self.pacer.wait()
         try:
-            send()
+            return send(), None
         except WeChatClientException as exc:
             if exc.errcode is None:  # an HTTP error status: WeChat answered, nothing was sent
-                return _Failure(-1, "HTTP error", retry=True)
+                return None, _Failure(-1, "HTTP error", retry=True)
             code = int(exc.errcode)
             # -1 is WeChat's "system busy, try again later" (and our token-wait timeout).
-            return _Failure(code, str(exc.errmsg or ""), retry=code == SYSTEM_BUSY)
+            return None, _Failure(code, str(exc.errmsg or ""), retry=code == SYSTEM_BUSY)
         except (requests.ConnectTimeout, requests.ConnectionError) as exc:
             if isinstance(exc, requests.ConnectTimeout) or "NewConnectionError" in repr(exc):
-                return _Failure(-1, "connection failed", retry=True)
-            return _Failure(-1, "connection lost during the call", uncertain=True)
+                return None, _Failure(-1, "connection failed", retry=True)
+            return None, _Failure(-1, "connection lost during the call", uncertain=True)
         except requests.RequestException as exc:
-            return _Failure(-1, type(exc).__name__, uncertain=True)
-        return None
+            return None, _Failure(-1, type(exc).__name__, uncertain=True)
 
     def _settle(self, database: Database, row: dict[str, Any], failure: _Failure,
                 refund_day: str | None = None) -> None:
@@ -504,33 +383,37 @@ class _JobRun:
     # --- mass batches -----------------------------------------------------------------
 
     def _send_mass(self, rows: list[dict[str, Any]]) -> None:
+        api = self.api
+        assert api is not None  # demo mode delivers to the inbox before any row reaches mass
         interrupted: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             if r["status"] == "sending":
                 interrupted.setdefault(r["batch"], []).append(r)
         for batch, members in interrupted.items():
-            self._mass_batch(batch, [r["openid"] for r in members], max(r["attempts"] for r in members))
+            self._mass_batch(api, batch, [r["openid"] for r in members],
+                             max(r["attempts"] for r in members))
         fresh = [r for r in rows if r["status"] == "pending"]
         if not fresh:
             return
-        batch = f"cyt{self.job_id}-{uuid.uuid4().hex[:10]}"
+        batch = f"{TAG_PREFIX}{self.job_id}-{uuid.uuid4().hex[:10]}"
         fit = set(push.start_mass_batch(self.database, self.job_id, [r["id"] for r in fresh], batch,
                                       (quota_day(), self.push.daily_quota)))
         for r in fresh:
             if r["id"] not in fit:
                 push.finish_push(self.database, r["id"], "pending", error="daily quota used up",
-                               retry_at=_next_quota_day_start(engine.now()), expect="pending")
+                               retry_at=next_quota_day_start(engine.now()), expect="pending")
         if fit:
-            self._drop_old_tags(keep=batch)
+            self._drop_old_tags(api, keep=batch)
             members = [r for r in fresh if r["id"] in fit]
-            self._mass_batch(batch, [r["openid"] for r in members],
+            self._mass_batch(api, batch, [r["openid"] for r in members],
                              max(r["attempts"] for r in members) + 1)
 
-    def _mass_batch(self, batch: str, openids: list[str], attempts: int) -> None:
+    def _mass_batch(self, api: WeChatApi, batch: str, openids: list[str], attempts: int) -> None:
         try:
-            tag = self.api.tag_id(batch)
-            self.api.tag_users(tag, openids)
-            self.api.mass_send_text(tag, self.text, client_msg_id=batch)
+            tag = _tag_id(api, batch)
+            for i in range(0, len(openids), TAG_BATCH):
+                api.tag.tag_user(tag, openids[i:i + TAG_BATCH])
+            sent = api.mass_send_text(tag, self.text, client_msg_id=batch)
         except WeChatClientException as exc:
             code = int(exc.errcode) if exc.errcode is not None else -1
             if code == MASS_DUPLICATE:  # this batch went out before an interruption
@@ -548,12 +431,27 @@ class _JobRun:
             push.finish_mass_batch(self.database, self.job_id, batch, status, -1,
                                  type(exc).__name__, retry_at=self._retry_at(attempts))
             return
-        push.finish_mass_batch(self.database, self.job_id, batch, "delivered")
+        push.finish_mass_batch(self.database, self.job_id, batch, "delivered",
+                               msg_id=int(sent.get("msg_id") or 0) or None)
 
-    def _drop_old_tags(self, keep: str) -> None:
-        """Delete our finished batches' tags: an account may hold at most 100."""
-        for tag in self.api.tags():
-            name = str(tag.get("name", ""))
-            if name.startswith("cyt") and name != keep and not push.mass_batch_open(self.database, name):
-                self.api.delete_tag(int(tag["id"]))
+    def _drop_old_tags(self, api: WeChatApi, keep: str) -> None:
+        """Delete the tags of our batches whose send finished: an account may hold at most
+        100 tags, and a tag deleted while WeChat still sends to it could cut the send short."""
+        ours = {str(t.get("name", "")): int(t["id"]) for t in api.tag.get()
+                if str(t.get("name", "")).startswith(TAG_PREFIX) and t.get("name") != keep}
+        done = push.finished_batches(self.database, list(ours),
+                                     engine.now() - MASS_REPORT_GRACE_SECONDS)
+        for name in sorted(done):
+            api.tag.delete(ours[name])
+
+
+def _tag_id(api: WeChatApi, name: str) -> int:
+    """The id of the user tag called name, created if missing (a repeated batch has one).
+
+    https://developers.weixin.qq.com/doc/offiaccount/User_Management/User_Tag_Management.html
+    """
+    for tag in api.tag.get():
+        if tag.get("name") == name:
+            return int(tag["id"])
+    return int(api.tag.create(name)["id"])
 
