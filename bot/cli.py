@@ -35,9 +35,10 @@ def make_app(settings: Settings) -> Any:
     """Create the app, turning start-up errors into one clear line."""
     from bot import create_app
     from bot.knowledge import KnowledgeError
+    from bot.startup import StartupError
     try:
         return create_app(settings)
-    except (SettingsError, KnowledgeError) as exc:
+    except (SettingsError, KnowledgeError, StartupError) as exc:
         raise click.ClickException(f"无法启动：{exc}") from None
 
 
@@ -299,14 +300,15 @@ def export_applications(settings: Settings, fmt: str, out: Path, type_: str | No
     Example: python run.py export applications --format xlsx --out 申请.xlsx --type loan
     """
     from bot.export import export_applications as write
-    from bot.privacy import Vault, load_or_create_key
-    from bot.storage import applications, engine, migrations
+    from bot.startup import StartupError, prepare_storage
+    from bot.storage import applications, engine
 
     if status is not None and status not in applications.STATUSES:
         raise click.ClickException(f"未知状态: {status}（可选：{'、'.join(applications.STATUSES)}）")
-    migrations.migrate(settings.storage.database)
-    vault = Vault(load_or_create_key(settings.storage.encryption_key,
-                                     settings.data_dir / "secret.key"))
+    try:
+        vault = prepare_storage(settings)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
     database = engine.connect(settings.storage.database)
     try:
         count = write(database, vault, out, fmt, type_, status)

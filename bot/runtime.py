@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from sqlite_utils import Database
 from wechatpy.exceptions import WeChatClientException
 
+from bot import startup
 from bot.claims import Claims
+from bot.faults import is_storage_failure
 from bot.library import Library
 from bot.matcher import Match
-from bot.privacy import Vault, load_or_create_key, mask_text
+from bot.privacy import mask_text
 from bot.router import Context, Inbound, Reply, Router
 from bot.settings import Settings
-from bot.storage import engine, messages, migrations, push
+from bot.storage import engine, messages, push
 from bot.wechat.client import SQLiteSessionStorage, WeChatApi
 from bot.wechat.protocol import Crypto
 
@@ -58,9 +60,7 @@ class Runtime:
         self.clock: Callable[[], float] = time.time
         # The bot's words for a match without a conversation (/api/ask, `run.py ask`).
         self.describe_match = describe_match
-        migrations.migrate(settings.storage.database)
-        key = load_or_create_key(settings.storage.encryption_key, settings.data_dir / "secret.key")
-        self.vault = Vault(key)
+        self.vault = startup.prepare_storage(settings)  # migrated, writable, key checked
         wx = settings.wechat
         self.crypto = Crypto(wx.token, wx.encoding_aes_key, wx.app_id) if wx.encoding_aes_key else None
         self.api: WeChatApi | None = None
@@ -86,6 +86,13 @@ class Runtime:
         if database is None:
             database = self._local.db = self.open_db()
         return database
+
+    def _drop_connection(self) -> None:
+        """Close the calling thread's connection: one opened while the file was read-only
+        stays read-only, so the next message opens a fresh one."""
+        database = self._local.__dict__.pop("db", None)
+        if database is not None:
+            database.close()
 
     def open_db(self) -> Database:
         """A new connection; the caller closes it."""
@@ -138,6 +145,15 @@ class Runtime:
             return self._answer(inbound, job)
         except _AlreadyAnswered:
             return self._earlier_reply(inbound.dedupe_key)
+        except sqlite3.DatabaseError as exc:
+            if not is_storage_failure(exc):
+                raise
+            # Nothing was recorded and the claim goes, so a resend is answered afresh;
+            # "success" spares the user WeChat's "cannot serve you" notice.
+            logger.error("a %s message was not recorded, answered \"success\"", inbound.kind,
+                         exc_info=exc)
+            self._drop_connection()
+            return Reply.empty()
         finally:
             self.claims.release(inbound.dedupe_key)
 

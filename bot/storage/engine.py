@@ -72,7 +72,7 @@ class _WriteLock:
 
     def _lock_file(self) -> Any:
         if self._file is None or self._file[0] != os.getpid():
-            self._file = (os.getpid(), open(self._path, "a"))
+            self._file = (os.getpid(), open(self._path, "a", opener=private_opener))
         return self._file[1]
 
 
@@ -142,15 +142,29 @@ class _Connection(sqlite3.Connection):
             self.write_lock.release()
 
 
+def private_opener(path: str, flags: int) -> int:
+    """For open(..., opener=): a file created owner-only (the data folder's files hold
+    personal data, or reveal who wrote when)."""
+    return os.open(path, flags, 0o600)
+
+
+def prepare_folder(path: Path) -> None:
+    """Create the database's folder owner-only, and the database file too: SQLite gives
+    its -wal and -shm files the database file's mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(private_opener(str(path), os.O_WRONLY | os.O_CREAT))
+
+
 def connect(path: str | Path, autocheckpoint: bool = True) -> Database:
-    """Open the database file (creating its folder) with settings safe for many processes.
+    """Open the database file (creating it and its folder) with settings safe for many processes.
 
     autocheckpoint=False leaves copying the WAL into the database to checkpoint(), called
     from a background thread: otherwise the commit that fills the WAL does it, with two
     fsyncs, while every other writer waits for it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    prepare_folder(path)
     conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, factory=_Connection)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
