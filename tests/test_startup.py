@@ -105,7 +105,7 @@ def test_export_without_the_key_is_one_clear_line(tmp_path):
 
 
 def test_empty_database_gets_a_new_key_and_the_form_survives_a_restart(tmp_path):
-    database = start_a_form(tmp_path)
+    start_a_form(tmp_path)
     assert (tmp_path / "secret.key").exists()
     app = create_app(make_settings(tmp_path, courses=COURSES))
     chat = Chat(app.test_client(), "o-form")
