@@ -205,10 +205,11 @@ class Runtime:
     # --- outbound ------------------------------------------------------------------
 
     def start_courier(self, notice_interval: float = 2.0, job_interval: float = 15.0,
-                      checkpoint_interval: float = 0.2) -> None:
+                      checkpoint_interval: float = 0.2, prune_interval: float = 3600.0) -> None:
         """Background work for a serving process: queued notices and late replies every
-        few seconds, push jobs left unfinished by a crash or restart, and WAL checkpoints.
-        Call before the process opens its connections."""
+        few seconds, push jobs left unfinished by a crash or restart, WAL checkpoints, and
+        pruning the message log past [storage] keep_days. Call before the process opens
+        its connections."""
         from bot import outbox  # outbox needs the runtime only as its Sender
 
         def every(interval: float, work: Callable[[], object], name: str) -> None:
@@ -224,6 +225,8 @@ class Runtime:
         every(checkpoint_interval, lambda: engine.checkpoint(self.connect()), "wal-checkpointer")
         every(notice_interval, self.deliver_pending, "outbox-courier")
         every(job_interval, lambda: outbox.resume_jobs(self), "push-resumer")
+        every(prune_interval, lambda: messages.prune_messages(
+            self.connect(), engine.now() - self.settings.storage.keep_days * 86400), "log-pruner")
 
     def deliver_pending(self, limit: int = 50) -> int:
         """Send due outbox messages (to the simulator inbox in demo mode); returns how many."""

@@ -54,6 +54,20 @@ def count_recent(db: Database, openid: str, window: float, band: str) -> tuple[i
     return row[0], row[1]
 
 
+def prune_messages(db: Database, before: float, batch: int = 1000) -> int:
+    """Delete messages logged before a time, and with them their dedupe keys; returns how
+    many. A batch per commit, so that writers queue behind none for long."""
+    pruned = 0
+    while True:
+        deleted = db.conn.execute(
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE received_at < ?"
+            " LIMIT ?)", (before, batch)).rowcount
+        commit(db)
+        pruned += deleted
+        if deleted < batch:
+            return pruned
+
+
 def recent_messages(db: Database, openid: str, limit: int = 50) -> list[dict[str, Any]]:
     """A subscriber's latest messages with the bot's replies, newest first."""
     return query(db,
