@@ -140,6 +140,29 @@ def init_db(settings: Settings) -> None:
     click.echo(f"数据库已就绪: {settings.storage.database}")
 
 
+@cli.command("backup")
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_obj
+def backup_command(settings: Settings, dest: Path) -> None:
+    """Copy the database (consistent, while the service runs) and its key files into DEST.
+
+    Example: python run.py backup /var/backups/cyt/2026-12-01
+    """
+    import sqlite3
+
+    from bot.backup import BackupError, backup
+
+    try:
+        written = backup(settings, dest)
+    except (BackupError, OSError, sqlite3.Error) as exc:
+        raise click.ClickException(f"备份失败：{exc}") from None
+    for path in written:
+        click.echo(f"已备份 {path}")
+    if settings.storage.encryption_key:
+        click.echo("数据密钥在配置项 storage.encryption_key（CYT_ENCRYPTION_KEY）里，"
+                   "没有放进备份：请另外妥善保存，恢复时要用。")
+
+
 @cli.command()
 @click.argument("question")
 @click.option("--json", "as_json", is_flag=True, help="Print the /api/ask JSON.")

@@ -177,6 +177,21 @@ def connect(path: str | Path, autocheckpoint: bool = True) -> Database:
     return Database(conn, execute_plugins=False)
 
 
+def backup(path: Path, target: Path) -> None:
+    """Copy the database into a new owner-only file, consistent as of one moment, while
+    others go on writing (SQLite's backup API reads the WAL too, which a file copy misses).
+    The copy is a single file: its journal mode is set back from WAL."""
+    os.close(private_opener(str(target), os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+    source = sqlite3.connect(str(path))
+    copy = sqlite3.connect(str(target))
+    try:
+        source.backup(copy)
+        copy.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        copy.close()
+        source.close()
+
+
 def checkpoint(db: Database) -> None:
     """Copy committed WAL pages into the database file.
 
