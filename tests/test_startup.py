@@ -192,3 +192,18 @@ def test_data_folder_and_its_files_are_owner_only(tmp_path):
                  "bot.db.lock", "secret.key", "console.key"):
         assert names.get(name) == 0o600, (name, names)
     assert set(names.values()) == {0o600}
+
+
+def test_the_matcher_leaves_no_cache_file_in_the_shared_temp_folder(tmp_path):
+    """jieba's dictionary cache sat in /tmp, where any local user could replace it."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    script = ("from bot.knowledge import load_knowledge\nfrom bot.matcher import Matcher\n"
+              "from bot.settings import MatcherSettings\n"
+              f"m = Matcher(load_knowledge({str(ROOT / 'policies')!r}), MatcherSettings())\n"
+              "print(m.match('创业贷款个人最高能贷多少钱').topic_id)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={"TMPDIR": str(temp), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "support.loan"
+    assert list(temp.iterdir()) == []
