@@ -7,6 +7,7 @@ import sys
 from flask import Flask, current_app, g
 from sqlite_utils import Database
 
+from bot.faults import StorageFailureFilter
 from bot.knowledge.live import Library
 from bot.privacy import RedactingFormatter
 from bot.runtime import Runtime
@@ -61,5 +62,6 @@ def configure_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler._cyt = True  # type: ignore[attr-defined]
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(StorageFailureFilter())
     root.addHandler(handler)
     root.setLevel(logging.INFO)

@@ -19,6 +19,8 @@ import threading
 from pathlib import Path
 from typing import IO
 
+from bot.storage.engine import private_opener
+
 # Keys map to byte offsets below 2**62 (a lock's offset is a signed 64-bit off_t). Two
 # messages in flight at once share an offset with odds of about one in 10**17; if they
 # did, the later one would get "success" and its answer would be lost.
@@ -59,7 +61,7 @@ class Claims:
         # Closing any descriptor of the file would drop all of the process's locks on it,
         # so each process opens it once and keeps it open.
         if self._file is None or self._file[0] != os.getpid():
-            self._file = (os.getpid(), open(self._path, "a"))
+            self._file = (os.getpid(), open(self._path, "a", opener=private_opener))
         return self._file[1]
 
 

@@ -35,9 +35,10 @@ def make_app(settings: Settings) -> Any:
     """Create the app, turning start-up errors into one clear line."""
     from bot import create_app
     from bot.knowledge.load import KnowledgeError
+    from bot.startup import StartupError
     try:
         return create_app(settings)
-    except (SettingsError, KnowledgeError) as exc:
+    except (SettingsError, KnowledgeError, StartupError) as exc:
         raise click.ClickException(f"无法启动：{exc}") from None
 
 
@@ -137,6 +138,29 @@ def init_db(settings: Settings) -> None:
     from bot.storage import migrations
     migrations.migrate(settings.storage.database)
     click.echo(f"数据库已就绪: {settings.storage.database}")
+
+
+@cli.command("backup")
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_obj
+def backup_command(settings: Settings, dest: Path) -> None:
+    """Copy the database (consistent, while the service runs) and its key files into DEST.
+
+    Example: python run.py backup /var/backups/cyt/2026-12-01
+    """
+    import sqlite3
+
+    from bot.backup import BackupError, backup
+
+    try:
+        written = backup(settings, dest)
+    except (BackupError, OSError, sqlite3.Error) as exc:
+        raise click.ClickException(f"备份失败：{exc}") from None
+    for path in written:
+        click.echo(f"已备份 {path}")
+    if settings.storage.encryption_key:
+        click.echo("数据密钥在配置项 storage.encryption_key（CYT_ENCRYPTION_KEY）里，"
+                   "没有放进备份：请另外妥善保存，恢复时要用。")
 
 
 @cli.command()
@@ -302,14 +326,15 @@ def export_applications(settings: Settings, fmt: str, out: Path, type_: str | No
     Example: python run.py export applications --format xlsx --out 申请.xlsx --type loan
     """
     from bot.export import export_applications as write
-    from bot.privacy import Vault, load_or_create_key
-    from bot.storage import applications, engine, migrations
+    from bot.startup import StartupError, prepare_storage
+    from bot.storage import applications, engine
 
     if status is not None and status not in applications.STATUSES:
         raise click.ClickException(f"未知状态: {status}（可选：{'、'.join(applications.STATUSES)}）")
-    migrations.migrate(settings.storage.database)
-    vault = Vault(load_or_create_key(settings.storage.encryption_key,
-                                     settings.data_dir / "secret.key"))
+    try:
+        vault = prepare_storage(settings)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
     database = engine.connect(settings.storage.database)
     try:
         count = write(database, vault, out, fmt, type_, status)

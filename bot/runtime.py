@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 
 from sqlite_utils import Database
 
+from bot import startup
 from bot.claims import Claims
+from bot.faults import is_storage_failure
 from bot.knowledge.live import Library
 from bot.matching.matcher import Match
-from bot.privacy import Vault, load_or_create_key, mask_text
+from bot.privacy import mask_text
 from bot.push.courier import Courier
 from bot.router import Context, Inbound, Reply, Router
 from bot.settings import Settings
-from bot.storage import engine, messages, migrations, push
+from bot.storage import engine, messages, push
 from bot.wechat.client import SQLiteSessionStorage, WeChatApi
 from bot.wechat.protocol import Crypto
 
@@ -55,9 +57,7 @@ class Runtime:
         self.clock: Callable[[], float] = time.time
         # The bot's words for a match without a conversation (/api/ask, `run.py ask`).
         self.describe_match = describe_match
-        migrations.migrate(settings.storage.database)
-        key = load_or_create_key(settings.storage.encryption_key, settings.data_dir / "secret.key")
-        self.vault = Vault(key)
+        self.vault = startup.prepare_storage(settings)  # migrated, writable, key checked
         wx = settings.wechat
         self.crypto = Crypto(wx.token, wx.encoding_aes_key, wx.app_id) if wx.encoding_aes_key else None
         self.api: WeChatApi | None = None
@@ -84,6 +84,13 @@ class Runtime:
         if database is None:
             database = self._local.db = self.open_db()
         return database
+
+    def _drop_connection(self) -> None:
+        """Close the calling thread's connection: one opened while the file was read-only
+        stays read-only, so the next message opens a fresh one."""
+        database = self._local.__dict__.pop("db", None)
+        if database is not None:
+            database.close()
 
     def open_db(self) -> Database:
         """A new connection; the caller closes it."""
@@ -136,6 +143,15 @@ class Runtime:
             return self._answer(inbound, job)
         except _AlreadyAnswered:
             return self._earlier_reply(inbound.dedupe_key)
+        except sqlite3.DatabaseError as exc:
+            if not is_storage_failure(exc):
+                raise
+            # Nothing was recorded and the claim goes, so a resend is answered afresh;
+            # "success" spares the user WeChat's "cannot serve you" notice.
+            logger.error("a %s message was not recorded, answered \"success\"", inbound.kind,
+                         exc_info=exc)
+            self._drop_connection()
+            return Reply.empty()
         finally:
             self.claims.release(inbound.dedupe_key)
 
@@ -187,11 +203,14 @@ class Runtime:
     # --- outbound ------------------------------------------------------------------
 
     def start_courier(self, notice_interval: float = 2.0, job_interval: float = 15.0,
-                      checkpoint_interval: float = 0.2) -> None:
-        """Start the background threads of a serving process (see bot.push.courier).
-        Call before the process opens its connections: the courier checkpoints the WAL."""
+                      checkpoint_interval: float = 0.2, prune_interval: float = 3600.0) -> None:
+        """Start the background threads of a serving process (see bot.push.courier), and
+        pruning of the message log past [storage] keep_days. Call before the process opens
+        its connections: the courier checkpoints the WAL."""
         self._checkpoints_in_background = True
         self.courier.start(notice_interval, job_interval, checkpoint_interval)
+        self.courier.every(prune_interval, lambda: messages.prune_messages(
+            self.connect(), engine.now() - self.settings.storage.keep_days * 86400), "log-pruner")
 
     def deliver_pending(self, limit: int = 50) -> int:
         """Send due outbox messages now; returns how many."""

@@ -56,6 +56,16 @@ class StorageSettings:
     # Key for ID card numbers at rest (urlsafe base64 Fernet key). Empty: generated on
     # first run into the database's folder with owner-only permissions.
     encryption_key: Secret = Secret("")
+    # Days the message log (and with it the record of answered messages) is kept.
+    keep_days: int = 180
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    # A subscriber sending more than max_messages within window_seconds gets one notice,
+    # then silence until the window has passed; 0 turns the limit off.
+    max_messages: int = 20
+    window_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -175,6 +185,7 @@ class Settings:
     dialogue: DialogueSettings = field(default_factory=DialogueSettings)
     loan: LoanSettings = field(default_factory=LoanSettings)
     push: PushSettings = field(default_factory=PushSettings)
+    ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     courses: tuple[Course, ...] = ()
     menu: tuple[MenuButton, ...] = ()
 
@@ -298,6 +309,10 @@ def _check(s: Settings) -> None:
         raise SettingsError("配置项 push.fallback_channel 应为 \"template\" 或 \"mass\"")
     if s.wechat.reply_budget_seconds <= 0:
         raise SettingsError("配置项 wechat.reply_budget_seconds 应大于 0")
+    if s.storage.keep_days < 1:
+        raise SettingsError("配置项 storage.keep_days 应至少为 1")
+    if s.ratelimit.max_messages < 0 or s.ratelimit.window_seconds <= 0:
+        raise SettingsError("配置项 ratelimit.max_messages 不能小于 0，window_seconds 应大于 0")
     ids = [c.id for c in s.courses]
     if len(set(ids)) != len(ids):
         raise SettingsError("配置项 courses: 课程 id 重复")

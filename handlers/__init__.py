@@ -7,6 +7,7 @@ from handlers import (
     ask,
     commands,
     events,
+    flood,
     media,
     menu,
     paging,
@@ -19,11 +20,12 @@ from handlers.ask import describe as describe_match
 
 __all__ = ["HANDLER_MODULES", "build_router", "describe_match"]
 
-# Order matters: commands valid in any state (取消, 转人工, 菜单, 更多), events and
-# WeChat's delivery reports, then the active form (it must see answers such as digits
-# before the menu does), menu digits and words, paging, services, then the policy
-# matcher as the last resort for any text.
-HANDLER_MODULES = (commands, events, push_events, registration, menu, media, paging, services, ask)
+# Order matters: floods are held back before any handler works on them; commands
+# valid in any state (取消, 转人工, 菜单, 更多); events and WeChat's delivery reports;
+# the active form (it must see answers such as digits before the menu does); menu
+# digits and words, paging, services, then the policy matcher as the last resort.
+HANDLER_MODULES = (flood, commands, events, push_events, registration, menu, media, paging,
+                   services, ask)
 
 
 def build_router() -> Router:

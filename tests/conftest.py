@@ -23,6 +23,8 @@ def make_settings(tmp_path: Path, **tables: dict) -> Settings:
         "storage": {"database": str(tmp_path / "bot.db")},
         "matcher": {"policies_dir": str(ROOT / "policies")},
         "county": {"hotline": "0000-12345678", "townships": ["城关镇", "石桥镇", "青山乡"]},
+        # Tests talk at machine speed, far past any human's rate (tests/test_flood.py sets one).
+        "ratelimit": {"max_messages": 0},
     }
     for table, values in tables.items():
         raw[table] = {**raw.get(table, {}), **values} if isinstance(values, dict) else values

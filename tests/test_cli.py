@@ -57,3 +57,41 @@ def test_policies_check_passes_on_shipped_base(tmp_path):
     result = CliRunner().invoke(cli, ["--config", config_for(tmp_path), "policies", "check"])
     assert result.exit_code == 0, result.output
     assert "检查通过" in result.output
+
+
+def test_backup_restores_into_a_fresh_data_folder_with_readable_numbers(tmp_path):
+    import csv
+    import shutil
+    import stat
+
+    from tests.conftest import Chat, create_app, make_settings
+    from tests.test_registration import COURSES, ID, PHONE, TRAINING_TO_SUMMARY, converse
+
+    live = tmp_path / "live"
+    app = create_app(make_settings(live, courses=COURSES))
+    try:
+        chat = Chat(app.test_client(), "o-reg")
+        converse(chat, TRAINING_TO_SUMMARY)
+        assert "报名成功" in chat.say("确认")
+        # Online: the service still has the database open, its last writes in the WAL.
+        dest = tmp_path / "backups" / "today"
+        result = CliRunner().invoke(cli, ["--config", config_for(live), "backup", str(dest)])
+        assert result.exit_code == 0, result.output
+    finally:
+        app.extensions["bot"].close()
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o700
+    files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in dest.iterdir()}
+    assert files == {"bot.db": 0o600, "secret.key": 0o600, "console.key": 0o600}
+    again = CliRunner().invoke(cli, ["--config", config_for(live), "backup", str(dest)])
+    assert again.exit_code == 1 and "不是空的" in again.output
+
+    fresh = tmp_path / "restored"
+    fresh.mkdir(mode=0o700)
+    for name in files:
+        shutil.copy2(dest / name, fresh / name)
+    out = tmp_path / "a.csv"
+    result = CliRunner().invoke(cli, ["--config", config_for(fresh), "export", "applications",
+                                      "--format", "csv", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.read_text(encoding="utf-8-sig").splitlines()))
+    assert [(r["姓名"], r["手机号"], r["身份证号"]) for r in rows] == [("张三", PHONE, ID)]

@@ -49,11 +49,12 @@ class Courier:
     def start(self, notice_interval: float = 2.0, job_interval: float = 15.0,
               checkpoint_interval: float = 0.2) -> None:
         """Start the notice, push-job and WAL-checkpoint threads (daemons)."""
-        self._every(checkpoint_interval, lambda: engine.checkpoint(self.connect()), "wal-checkpointer")
-        self._every(notice_interval, self.deliver_pending, "outbox-courier")
-        self._every(job_interval, lambda: resume_jobs(self.sender), "push-resumer")
+        self.every(checkpoint_interval, lambda: engine.checkpoint(self.connect()), "wal-checkpointer")
+        self.every(notice_interval, self.deliver_pending, "outbox-courier")
+        self.every(job_interval, lambda: resume_jobs(self.sender), "push-resumer")
 
-    def _every(self, interval: float, work: Callable[[], object], name: str) -> None:
+    def every(self, interval: float, work: Callable[[], object], name: str) -> None:
+        """Run work every interval seconds in a daemon thread until stopping is set."""
         def loop() -> None:
             while not self.stopping.wait(interval):
                 try:

@@ -181,3 +181,13 @@ def applicant_openids(db: Database, type_: str | None = None, course_id: str | N
     return [r[0] for r in db.conn.execute(
         "SELECT DISTINCT a.openid FROM applications a LEFT JOIN subscribers s ON s.openid = a.openid"
         f" WHERE {' AND '.join(clauses)} AND COALESCE(s.subscribed, 1) = 1 ORDER BY a.openid", params)]
+
+
+def encrypted_sample(db: Database) -> str | None:
+    """One Vault token the database holds (an ID number, an open form, a saved profile);
+    None when it holds no encrypted data, so a new key may be made."""
+    row = db.conn.execute(
+        "SELECT token FROM (SELECT id_enc AS token FROM applications WHERE id_enc != ''"
+        " UNION ALL SELECT data FROM dialogues UNION ALL SELECT data FROM profiles)"
+        " WHERE token IS NOT NULL LIMIT 1").fetchone()
+    return None if row is None else row[0]

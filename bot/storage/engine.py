@@ -72,7 +72,7 @@ class _WriteLock:
 
     def _lock_file(self) -> Any:
         if self._file is None or self._file[0] != os.getpid():
-            self._file = (os.getpid(), open(self._path, "a"))
+            self._file = (os.getpid(), open(self._path, "a", opener=private_opener))
         return self._file[1]
 
 
@@ -148,15 +148,29 @@ def _connection(db: Database) -> _Connection:
     return conn
 
 
+def private_opener(path: str, flags: int) -> int:
+    """For open(..., opener=): a file created owner-only (the data folder's files hold
+    personal data, or reveal who wrote when)."""
+    return os.open(path, flags, 0o600)
+
+
+def prepare_folder(path: Path) -> None:
+    """Create the database's folder owner-only, and the database file too: SQLite gives
+    its -wal and -shm files the database file's mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(private_opener(str(path), os.O_WRONLY | os.O_CREAT))
+
+
 def connect(path: str | Path, autocheckpoint: bool = True) -> Database:
-    """Open the database file (creating its folder) with settings safe for many processes.
+    """Open the database file (creating it and its folder) with settings safe for many processes.
 
     autocheckpoint=False leaves copying the WAL into the database to checkpoint(), called
     from a background thread: otherwise the commit that fills the WAL does it, with two
     fsyncs, while every other writer waits for it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    prepare_folder(path)
     conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, factory=_Connection)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -167,6 +181,21 @@ def connect(path: str | Path, autocheckpoint: bool = True) -> Database:
         conn.execute("PRAGMA wal_autocheckpoint=0")
     conn.write_lock = _write_lock(path)
     return Database(conn, execute_plugins=False)
+
+
+def backup(path: Path, target: Path) -> None:
+    """Copy the database into a new owner-only file, consistent as of one moment, while
+    others go on writing (SQLite's backup API reads the WAL too, which a file copy misses).
+    The copy is a single file: its journal mode is set back from WAL."""
+    os.close(private_opener(str(target), os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+    source = sqlite3.connect(str(path))
+    copy = sqlite3.connect(str(target))
+    try:
+        source.backup(copy)
+        copy.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        copy.close()
+        source.close()
 
 
 def checkpoint(db: Database) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
-from bot.storage.engine import commit, now
+from bot.storage.engine import commit, immediate, now
 
 
 def kv_entry(db: Database, key: str) -> tuple[str, float | None] | None:
@@ -44,3 +44,9 @@ def kv_claim(db: Database, key: str, holder: str, ttl: float) -> bool:
         " WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?",
         (key, holder, t + ttl, t),
     ).rowcount > 0
+
+
+def note_start(db: Database, who: str) -> None:
+    """Record that a process started, committed at once: proves the database takes writes."""
+    with immediate(db):
+        kv_put(db, "started", who, None)

@@ -43,6 +43,31 @@ def record_message(db: Database, key: str, openid: str, msg_id: str, msg_type: s
     commit(db)
 
 
+def count_recent(db: Database, openid: str, window: float, band: str) -> tuple[int, int]:
+    """A user's messages logged in the last `window` seconds, from every process: how many
+    got an ordinary answer, and how many got a text reply marked with `band`."""
+    row = db.conn.execute(
+        "SELECT COUNT(*) - COUNT(CASE WHEN band = ?1 THEN 1 END),"
+        " COUNT(CASE WHEN band = ?1 AND reply_kind = 'text' THEN 1 END)"
+        " FROM messages WHERE openid = ?2 AND received_at >= ?3",
+        (band, openid, now() - window)).fetchone()
+    return row[0], row[1]
+
+
+def prune_messages(db: Database, before: float, batch: int = 1000) -> int:
+    """Delete messages logged before a time, and with them their dedupe keys; returns how
+    many. A batch per commit, so that writers queue behind none for long."""
+    pruned = 0
+    while True:
+        deleted = db.conn.execute(
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE received_at < ?"
+            " LIMIT ?)", (before, batch)).rowcount
+        commit(db)
+        pruned += deleted
+        if deleted < batch:
+            return pruned
+
+
 def recent_messages(db: Database, openid: str, limit: int = 50) -> list[dict[str, Any]]:
     """A subscriber's latest messages with the bot's replies, newest first."""
     return query(db,

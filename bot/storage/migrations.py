@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from bot.storage.engine import connect
+from bot.storage.engine import connect, prepare_folder, private_opener
 
 migrations = Migrations("chuangyetong")
 
@@ -19,8 +19,8 @@ migrations = Migrations("chuangyetong")
 def migrate(path: str | Path) -> None:
     """Apply pending migrations; a file lock keeps concurrent starters from racing."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
+    prepare_folder(path)
+    with open(path.with_name(path.name + ".lock"), "w", opener=private_opener) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         db = connect(path)
         try:
