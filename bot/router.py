@@ -10,13 +10,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlite_utils import Database
 
 from bot.library import Library
 from bot.privacy import Vault
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.voice import Transcriber
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ class Inbound:
     msg_id: str = ""
     create_time: int = 0
     account: str = ""
+    media_id: str = ""  # voice (and other media): what /cgi-bin/media/get fetches
 
     @property
     def dedupe_key(self) -> str:
@@ -54,6 +58,8 @@ class Reply:
     text: str = ""
     topic: str | None = None  # policy topic answered, for the log and analytics
     band: str | None = None   # matcher band, for the log and analytics
+    transcript: str = ""      # what a voice message was heard as, for the log
+    transcribe_ms: float | None = None  # time the voice took to become text, for the log
 
     @classmethod
     def empty(cls) -> "Reply":
@@ -76,6 +82,9 @@ class Context:
     # What a handler module reads once per message and shares between its handlers and
     # after-hooks (e.g. the user's forms); each message starts with an empty one.
     memo: dict[str, Any] = field(default_factory=dict)
+    # The root router, for a handler that turns one message into another (voice -> text).
+    router: Router | None = None
+    voice: Transcriber | None = None  # speech to text; None when recognition is off
 
     def now(self) -> float:
         """Current time (tests move the clock to exercise expiry)."""

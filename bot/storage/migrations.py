@@ -151,3 +151,10 @@ def m003_console(db: Database) -> None:
         "closed_at": float, "closed_by": str,
     }, pk="id", not_null={"openid", "status", "created_at"})
     db["handoffs"].create_index(["status", "created_at"])
+
+
+@migrations()
+def m013_voice_transcripts(db: Database) -> None:
+    # Voice the service recognised itself: the transcript goes in content (masked like
+    # typed text) and the time download, conversion and recognition took goes here.
+    db["messages"].add_column("transcribe_ms", float)

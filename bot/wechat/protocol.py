@@ -154,6 +154,7 @@ def parse_inbound(body: bytes) -> Inbound:
         event_key=field("EventKey"),
         msg_id=field("MsgId") or field("MsgID"),
         create_time=create_time,
+        media_id=field("MediaId") if kind in _MEDIA_TYPES else "",
     )
 
 
