@@ -7,6 +7,7 @@ import logging
 
 from bot.privacy import mask_text
 from bot.router import Context, Inbound, Reply, Router
+from bot.storage import messages
 from bot.voice import VoiceError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,10 @@ def on_voice(inbound: Inbound, ctx: Context) -> Reply:
     saying first what was heard so a mishearing shows."""
     if ctx.voice is None or ctx.router is None:
         return Reply(text=_TYPE_PLEASE)
+    if messages.find_message(ctx.db, inbound.dedupe_key) is not None:
+        # WeChat's resend of voice answered before: worth a read to spare a second
+        # recognition; the runtime gives the earlier answer.
+        return Reply.empty()
     try:
         heard = ctx.voice.transcribe(inbound.media_id)
     except VoiceError as exc:
