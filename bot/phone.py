@@ -40,6 +40,11 @@ class Phone:
         return self._post(openid, {"MsgType": "text", "Content": text,
                                    "MsgId": str(next(_msg_ids))})
 
+    def send_voice(self, openid: str, media_id: str) -> str:
+        """Send a voice message without WeChat's transcript (the audio is under media_id)."""
+        return self._post(openid, {"MsgType": "voice", "MediaId": media_id,
+                                   "MsgId": str(next(_msg_ids))})
+
     def send_event(self, openid: str, event: str, key: str = "") -> str:
         """Send an event (subscribe, CLICK with a menu key, …)."""
         return self._post(openid, {"MsgType": "event", "Event": event, "EventKey": key})

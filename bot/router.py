@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sqlite_utils import Database
 
@@ -18,6 +18,9 @@ from bot.knowledge.live import Library
 from bot.privacy import Vault
 from bot.settings import Settings
 from bot.storage.engine import savepoint
+
+if TYPE_CHECKING:
+    from bot.voice import Transcriber
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ class Inbound:
     account: str = ""
     # An event's other fields as sent (e.g. Status and the counts of *SENDJOBFINISH).
     details: dict[str, str] = field(default_factory=dict, compare=False)
+    media_id: str = ""  # voice (and other media): what /cgi-bin/media/get fetches
 
     @property
     def dedupe_key(self) -> str:
@@ -57,6 +61,8 @@ class Reply:
     text: str = ""
     topic: str | None = None  # policy topic answered, for the log and analytics
     band: str | None = None   # matcher band, for the log and analytics
+    transcript: str = ""      # what a voice message was heard as, for the log
+    transcribe_ms: float | None = None  # time the voice took to become text, for the log
 
     @classmethod
     def empty(cls) -> Reply:
@@ -79,6 +85,9 @@ class Context:
     # What a handler module reads once per message and shares between its handlers and
     # after-hooks (e.g. the user's forms); each message starts with an empty one.
     memo: dict[str, Any] = field(default_factory=dict)
+    # The root router, for a handler that turns one message into another (voice -> text).
+    router: Router | None = None
+    voice: Transcriber | None = None  # speech to text; None when recognition is off
 
     def now(self) -> float:
         """Current time (tests move the clock to exercise expiry)."""

@@ -25,6 +25,7 @@ from bot.push.courier import Courier
 from bot.router import Context, Inbound, Reply, Router
 from bot.settings import Settings
 from bot.storage import engine, messages, push
+from bot.voice import build_transcriber
 from bot.wechat.client import SQLiteSessionStorage, WeChatApi
 from bot.wechat.protocol import Crypto
 
@@ -64,6 +65,7 @@ class Runtime:
         if not wx.demo:
             self.api = WeChatApi(wx.app_id, wx.app_secret, wx.api_base_url,
                                  SQLiteSessionStorage(self.connect))
+        self.voice = build_transcriber(settings, self.api)
         database = settings.storage.database
         self.claims = Claims(database.with_name(database.name + ".claims"))
         # openid -> the last-seen time this process knows is stored, so that most messages
@@ -100,7 +102,7 @@ class Runtime:
     def context(self, database: Database) -> Context:
         """A handler context on the given connection."""
         return Context(settings=self.settings, db=database, library=self.library, vault=self.vault,
-                       clock=self.clock)
+                       clock=self.clock, router=self.router, voice=self.voice)
 
     # --- answering -----------------------------------------------------------------
 
@@ -177,9 +179,9 @@ class Runtime:
             try:
                 messages.record_message(
                     database, inbound.dedupe_key, inbound.openid, inbound.msg_id,
-                    inbound.msg_type, mask_text(inbound.content), job.received_at,
-                    mask_text(reply.text), reply.kind, reply.topic, reply.band,
-                    "deferred" if deferred else "replied")
+                    inbound.msg_type, mask_text(inbound.content or reply.transcript),
+                    job.received_at, mask_text(reply.text), reply.kind, reply.topic, reply.band,
+                    "deferred" if deferred else "replied", reply.transcribe_ms)
             except sqlite3.IntegrityError:
                 # Answered before (WeChat resends when our reply was lost or late): undo
                 # this second answer; the first one stands.

@@ -165,6 +165,27 @@ class PushSettings:
 
 
 @dataclass(frozen=True)
+class VoiceSettings:
+    # Voice messages WeChat sends without a transcript: "wechat" (WeChat's speech-to-text
+    # API), "command" (a local program, see command), "off" (ask the user to type).
+    # Empty: "wechat" with a real account, "off" in demo mode.
+    recogniser: str = ""
+    # For "command": program and arguments; "{wav}" becomes the path of a 16 kHz mono WAV
+    # file. The program prints the text on stdout; a non-zero exit is a failure.
+    command: tuple[str, ...] = ()
+    # ffmpeg converts WeChat's AMR/Speex (and the simulator's recordings).
+    ffmpeg: str = "ffmpeg"
+    # Seconds one conversion, command run or wait for WeChat's result may take.
+    timeout_seconds: float = 15.0
+    # Longer voice is not recognised (WeChat's API takes at most 60 s).
+    max_seconds: float = 60.0
+
+    def mode(self, demo: bool) -> str:
+        """The recogniser in use: the configured one, else "wechat" (real account) or "off"."""
+        return self.recogniser or ("off" if demo else "wechat")
+
+
+@dataclass(frozen=True)
 class MenuButton:
     name: str
     key: str = ""
@@ -186,6 +207,7 @@ class Settings:
     loan: LoanSettings = field(default_factory=LoanSettings)
     push: PushSettings = field(default_factory=PushSettings)
     ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    voice: VoiceSettings = field(default_factory=VoiceSettings)
     courses: tuple[Course, ...] = ()
     menu: tuple[MenuButton, ...] = ()
 
@@ -313,9 +335,22 @@ def _check(s: Settings) -> None:
         raise SettingsError("配置项 storage.keep_days 应至少为 1")
     if s.ratelimit.max_messages < 0 or s.ratelimit.window_seconds <= 0:
         raise SettingsError("配置项 ratelimit.max_messages 不能小于 0，window_seconds 应大于 0")
+    _check_voice(s)
     ids = [c.id for c in s.courses]
     if len(set(ids)) != len(ids):
         raise SettingsError("配置项 courses: 课程 id 重复")
+
+
+def _check_voice(s: Settings) -> None:
+    v = s.voice
+    if v.recogniser not in ("", "wechat", "command", "off"):
+        raise SettingsError("配置项 voice.recogniser 应为 \"wechat\"、\"command\" 或 \"off\"")
+    if v.recogniser == "wechat" and s.wechat.demo:
+        raise SettingsError("配置项 voice.recogniser = \"wechat\" 需要 wechat.app_secret（演示模式请用 \"command\" 或 \"off\"）")
+    if v.recogniser == "command" and not any("{wav}" in arg for arg in v.command[1:]):
+        raise SettingsError("配置项 voice.command 应为 [程序, 参数…]，其中一个参数含 {wav}")
+    if v.timeout_seconds <= 0 or v.max_seconds <= 0:
+        raise SettingsError("配置项 voice.timeout_seconds / max_seconds 应大于 0")
 
 
 def _join(where: str, key: str) -> str:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from bot import get_db, runtime
 from bot.phone import Phone
 from bot.storage import push
+from bot.voice import LocalMedia, media_folder
 
 bp = Blueprint("simulator", __name__, url_prefix="/simulator")
 
@@ -14,6 +16,7 @@ bp = Blueprint("simulator", __name__, url_prefix="/simulator")
 _EVENTS = {"subscribe", "unsubscribe", "CLICK", "VIEW"}
 _MAX_OPENID = 64
 _MAX_TEXT = 2000
+_MAX_VOICE_BYTES = 2 * 1024 * 1024  # a minute of browser recording is a few hundred KB
 
 
 @bp.get("")
@@ -54,3 +57,27 @@ def inbox() -> Response:
     after = request.args.get("after", 0, type=int)
     runtime().deliver_pending()
     return jsonify(messages=push.inbox_since(get_db(), openid, after))
+
+
+@bp.post("/api/voice")
+def send_voice() -> Response | tuple[Response, int]:
+    """Send a recording or an audio file as a voice message (demo mode); returns the reply."""
+    if runtime().api is not None:
+        # With a real account the bot fetches voice from WeChat, which has no such file.
+        return jsonify(error="模拟器只在演示模式下能发语音"), 400
+    request.max_content_length = _MAX_VOICE_BYTES
+    try:
+        openid = str(request.form.get("openid") or "").strip()
+        audio = request.files.get("audio")
+        data = audio.read() if audio is not None else b""
+    except RequestEntityTooLarge:
+        return jsonify(error="录音太大了，请录短一点（一分钟以内）"), 413
+    if not openid or len(openid) > _MAX_OPENID:
+        return jsonify(error="请先填写用户 openid（不超过 64 个字符）"), 400
+    if not data:
+        return jsonify(error="没有收到录音"), 400
+    # Demo mode's media/get reads the recording from the data folder (bot/voice.py); with
+    # recognition off nothing would read it, so it is not kept.
+    media_id = "" if runtime().voice is None else LocalMedia(media_folder(runtime().settings)).store(data)
+    reply = Phone(current_app, runtime().settings).send_voice(openid, media_id)
+    return jsonify(reply=reply)

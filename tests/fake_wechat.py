@@ -28,6 +28,9 @@ CUSTOM = "/cgi-bin/message/custom/send"
 TEMPLATE = "/cgi-bin/message/template/send"
 MASS = "/cgi-bin/message/mass/sendall"
 TOKEN = "/cgi-bin/token"
+MEDIA = "/cgi-bin/media/get"
+VOICE_ADD = "/cgi-bin/media/voice/addvoicetorecofortext"
+VOICE_RESULT = "/cgi-bin/media/voice/queryrecoresultfortext"
 
 
 class FakeWeChat:
@@ -43,6 +46,12 @@ class FakeWeChat:
         self.unsubscribed: set[str] = set()
         self.deliveries: list[dict[str, Any]] = []
         self.menu: dict[str, Any] | None = None
+        # Voice: media/get serves media[media_id]; speech-to-text hears `transcript` in
+        # any MP3 uploaded, after recognition_delay seconds.
+        self.media: dict[str, bytes] = {}
+        self.transcript = ""
+        self.recognition_delay = 0.0
+        self.voices: dict[str, bytes] = {}
         self.tags: dict[int, dict[str, Any]] = {}
         self._tag_ids = itertools.count(100)
         self._mass_ids: dict[str, int] = {}
@@ -112,6 +121,10 @@ class FakeWeChat:
                 return jsonify(errcode=42001, errmsg="access_token expired")
             if self.call_delay:
                 time.sleep(self.call_delay)
+            if path == MEDIA:
+                return self._media(request.args.get("media_id", ""))
+            if path == VOICE_RESULT and self.recognition_delay:
+                time.sleep(self.recognition_delay)
             with self._lock:
                 answer = self._answer(path, body or {})
             if held:
@@ -130,6 +143,11 @@ class FakeWeChat:
             # WeChat: a new token makes the previous one invalid.
             self.valid_tokens = {token: time.time()}
         return jsonify(access_token=token, expires_in=self.token_lifetime)
+
+    def _media(self, media_id: str):
+        if media_id not in self.media:
+            return jsonify(errcode=40007, errmsg="invalid media_id")
+        return self.media[media_id], 200, {"Content-Type": "audio/amr"}
 
     def _deliver(self, openid: str, channel: str, text: str, **extra: Any) -> None:
         self.deliveries.append({"openid": openid, "channel": channel, "text": text, **extra})
@@ -191,6 +209,17 @@ class FakeWeChat:
             for openid in sorted(self.tags[tag_id]["users"] - self.unsubscribed):
                 self._deliver(openid, "mass", body["text"]["content"], msg_id=msg_id)
             return {**ok, "msg_id": msg_id, "msg_data_id": msg_id}
+        if path == VOICE_ADD:
+            upload = request.files.get("media")
+            mp3 = upload.read() if upload else b""
+            if request.args.get("format") != "mp3" or not mp3.startswith((b"ID3", b"\xff\xfb", b"\xff\xf3")):
+                return {"errcode": 40005, "errmsg": "invalid file type"}
+            self.voices[request.args.get("voice_id", "")] = mp3
+            return ok
+        if path == VOICE_RESULT:
+            if request.args.get("voice_id") not in self.voices:
+                return {"errcode": 40007, "errmsg": "invalid voice_id"}
+            return {"result": self.transcript}
         if path == "/cgi-bin/menu/create":
             buttons = body.get("button")
             if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:

@@ -28,17 +28,19 @@ def find_message(db: Database, key: str) -> SeenMessage | None:
 
 def record_message(db: Database, key: str, openid: str, msg_id: str, msg_type: str,
                    content: str, received_at: float, reply: str, reply_kind: str,
-                   topic: str | None, band: str | None, state: str) -> None:
-    """Log a message with the reply it got (state: replied, or deferred past the budget).
+                   topic: str | None, band: str | None, state: str,
+                   transcribe_ms: float | None = None) -> None:
+    """Log a message with the reply it got (state: replied, or deferred past the budget;
+    for voice, content is the transcript and transcribe_ms the time recognition took).
 
     The key is unique: recording a message twice raises sqlite3.IntegrityError.
     """
     db.conn.execute(
         "INSERT INTO messages (dedupe_key, openid, msg_id, msg_type, content, received_at,"
-        " reply, reply_kind, topic, band, state, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?,"
-        " ?, ?, ?, ?)",
+        " reply, reply_kind, topic, band, state, latency_ms, transcribe_ms) VALUES (?, ?, ?, ?,"
+        " ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (key, openid, msg_id, msg_type, content, received_at, reply, reply_kind, topic, band,
-         state, (now() - received_at) * 1000),
+         state, (now() - received_at) * 1000, transcribe_ms),
     )
     commit(db)
 

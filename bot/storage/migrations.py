@@ -180,3 +180,10 @@ def m012_console_throttle(db: Database) -> None:
         "blocked_until": float,
     }, pk=("username", "address"), defaults={"failures": 0})
     db.table("login_failures").drop(ignore=True)
+
+
+@migrations()
+def m013_voice_transcripts(db: Database) -> None:
+    # Voice the service recognised itself: the transcript goes in content (masked like
+    # typed text) and the time download, conversion and recognition took goes here.
+    db.table("messages").add_column("transcribe_ms", float)

@@ -204,6 +204,32 @@ class WeChatApi(WeChatClient):
         """
         self.menu.create(menu)
 
+    def download_media(self, media_id: str) -> bytes:
+        """A temporary media file's bytes (voice: AMR or Speex), kept by WeChat for 3 days.
+
+        https://developers.weixin.qq.com/doc/offiaccount/Asset_Management/Get_temporary_materials.html
+        """
+        answer = self.get("media/get", params={"media_id": media_id})
+        if isinstance(answer, dict):  # JSON without an errcode: a video link, not a file
+            raise WeChatClientException(-1, "media/get answered no file")
+        return bytes(answer.content)
+
+    def add_voice_for_recognition(self, voice_id: str, mp3: bytes) -> None:
+        """Upload voice (MP3, 16 kHz mono, at most 60 s and 1 MB) to WeChat's speech-to-text.
+
+        https://developers.weixin.qq.com/doc/offiaccount/Intelligent_Interface/AI_Open_API.html
+        """
+        self.post("media/voice/addvoicetorecofortext",
+                  params={"format": "mp3", "voice_id": voice_id, "lang": "zh_CN"},
+                  files={"media": ("voice.mp3", mp3, "audio/mpeg")})
+
+    def voice_recognition_result(self, voice_id: str) -> str | None:
+        """The text of voice uploaded under voice_id, or None while WeChat has none yet."""
+        answer = self.post("media/voice/queryrecoresultfortext",
+                           params={"voice_id": voice_id, "lang": "zh_CN"})
+        result = answer.get("result") if isinstance(answer, dict) else None
+        return result if isinstance(result, str) else None
+
 
 def menu_json(buttons: tuple[MenuButton, ...]) -> dict[str, Any]:
     """The menu/create body for the configured buttons; ValueError names what WeChat would refuse."""

@@ -155,6 +155,7 @@ def parse_inbound(body: bytes) -> Inbound:
         msg_id=field("MsgId") or field("MsgID"),
         create_time=create_time,
         details={k: v.strip() for k, v in root.items() if isinstance(v, str)} if msg_type == "event" else {},
+        media_id=field("MediaId") if kind in _MEDIA_TYPES else "",
     )
 
 
