@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -19,6 +19,11 @@ from bot.privacy import Vault
 from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# Events caused by the subscriber's own action (a CLICK menu button, the two scan-code
+# buttons, following, scanning a QR code).
+_SUBSCRIBER_EVENTS = frozenset({"click", "scancode_push", "scancode_waitmsg", "subscribe",
+                                "subscribe_scan", "scan"})
 
 
 @dataclass(frozen=True)
@@ -33,13 +38,25 @@ class Inbound:
     msg_id: str = ""
     create_time: int = 0
     account: str = ""
+    # Every top-level element with text, by tag, as WeChat sent it (trimmed): a handler
+    # for a new message or event type reads its details here.
+    fields: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def dedupe_key(self) -> str:
-        """MsgId for messages; openid plus CreateTime (and event) for events, which have none."""
+        """The sender plus MsgId for messages (MsgIds are not secret, so another sender's
+        must not collide); plus CreateTime and event for events, which have no MsgId."""
         if self.msg_id:
-            return f"msg:{self.msg_id}"
+            return f"msg:{self.openid}:{self.msg_id}"
         return f"evt:{self.openid}:{self.create_time}:{self.event}:{self.event_key}"
+
+    @property
+    def from_subscriber(self) -> bool:
+        """Whether the subscriber did this: a message, menu click, follow or scan, which
+        opens WeChat's 48-hour customer-service window; reports and job results do not.
+        https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Service_Center_messages.html
+        """
+        return self.kind != "event" or self.event in _SUBSCRIBER_EVENTS
 
     @property
     def text(self) -> str:
@@ -56,11 +73,11 @@ class Reply:
     band: str | None = None   # matcher band, for the log and analytics
 
     @classmethod
-    def empty(cls) -> "Reply":
+    def empty(cls) -> Reply:
         """No message back (WeChat gets "success")."""
         return cls(kind="empty")
 
-    def with_text(self, text: str) -> "Reply":
+    def with_text(self, text: str) -> Reply:
         """The same reply with other text."""
         return replace(self, text=text)
 
@@ -130,7 +147,7 @@ class Router:
         self.after_hooks.append(hook)
         return hook
 
-    def include(self, other: "Router") -> None:
+    def include(self, other: Router) -> None:
         """Append another router's routes and hooks after this one's."""
         self.routes.extend(other.routes)
         self.after_hooks.extend(other.after_hooks)

@@ -158,7 +158,7 @@ class Runtime:
             with job.lock:
                 job.finished = True
                 deferred = job.deferred
-            if not (inbound.kind == "event" and inbound.event == "unsubscribe"):
+            if inbound.from_subscriber:
                 self._touch(database, inbound.openid)
             try:
                 messages.record_message(

@@ -422,3 +422,88 @@ def test_crash_traceback_in_the_log_has_no_phone_or_id(app, chat, caplog):
     line = ours.format(next(r for r in caplog.records if r.exc_info))
     assert "ValueError" in line and "138****5678" in line
     assert "13812345678" not in line and "11010519491231002X" not in line
+
+
+# --- parsing into Inbound --------------------------------------------------------------
+
+def capture(app, route):
+    """Put a handler first that records (and silently answers) what route(router) selects."""
+    from bot.router import Reply, Router
+    seen = []
+    router = Router()
+    route(router)(lambda inbound, ctx: seen.append(inbound) or Reply.empty())
+    app.extensions["bot"].router.routes[:0] = router.routes
+    return seen
+
+
+def test_following_by_qr_code_is_a_subscribe_scan_event_with_the_scene_key(app, chat):
+    scans = capture(app, lambda r: r.event("subscribe_scan"))
+    chat.event("subscribe", "qrscene_township_7")
+    assert [(m.event, m.event_key) for m in scans] == [("subscribe_scan", "township_7")]
+    # A plain follow (no QR code) stays a subscribe event and is welcomed.
+    assert "欢迎关注" in chat.event("subscribe")
+
+
+def test_a_handler_reads_an_events_own_fields(app, chat):
+    reports = capture(app, lambda r: r.event("LOCATION"))
+    chat.post(wx.message_xml(chat.openid, "event", Event="LOCATION", Latitude="23.137",
+                             Longitude="113.352", Precision="119.385"))
+    assert reports[0].fields["Latitude"] == "23.137" and reports[0].fields["Precision"] == "119.385"
+
+
+# --- dedupe keys and the customer-service window ----------------------------------------
+
+def test_another_sender_reusing_a_msgid_gets_neither_the_victims_reply_nor_blocks_them(client):
+    victim, attacker = Chat(client, "o-victim"), Chat(client, "o-attacker")
+    def reply(chat, text, msg_id):
+        return wx.reply_content(chat.post(wx.text_xml(chat.openid, text, msg_id)).get_data(as_text=True))
+    first = reply(victim, "我要申请贷款", 9001)
+    assert "多少贷款" in first
+    # The attacker's message with the victim's MsgId is answered as its own message.
+    stolen = reply(attacker, "菜单", 9001)
+    assert MENU_MARK in stolen and "多少贷款" not in stolen
+    # A MsgId taken first by someone else does not swallow the victim's later message.
+    attacker.post(wx.text_xml("o-attacker", "菜单", msg_id=9002))
+    later = reply(victim, "3万", 9002)
+    assert "做什么" in later
+
+
+def last_seen(app, openid):
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
+    row = database.conn.execute("SELECT last_seen_at FROM subscribers WHERE openid = ?",
+                                (openid,)).fetchone()
+    return None if row is None else row[0]
+
+
+@pytest.mark.parametrize("event,extra", [
+    ("TEMPLATESENDJOBFINISH", {"Status": "success", "MsgID": "200163836"}),
+    ("MASSSENDJOBFINISH", {"Status": "send success", "MsgID": "1000001625", "TotalCount": "3"}),
+    ("LOCATION", {"Latitude": "23.1", "Longitude": "113.3", "Precision": "119"}),
+    ("kf_create_session", {"KfAccount": "test1@test"}),
+    ("kf_close_session", {"KfAccount": "test1@test"}),
+    ("user_del_card", {"CardId": "p1", "UserCardCode": "12312312"}),
+    ("VIEW", {"EventKey": "http://x"}),
+])
+def test_events_the_subscriber_did_not_cause_do_not_open_the_service_window(app, chat, event, extra):
+    assert chat.post(wx.message_xml("o-quiet", "event", Event=event, **extra)).status_code == 200
+    assert last_seen(app, "o-quiet") is None  # no subscriber row made up from a job report
+    Chat(chat.client, "o-known").say("菜单")
+    before = last_seen(app, "o-known")
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
+    database.conn.execute("UPDATE subscribers SET last_seen_at = last_seen_at - 3600")
+    database.conn.commit()
+    app.extensions["bot"]._last_seen.clear()  # as in a process that has not seen the user
+    chat.post(wx.message_xml("o-known", "event", Event=event, **extra))
+    assert last_seen(app, "o-known") == before - 3600
+
+
+@pytest.mark.parametrize("send", [
+    lambda c: c.say("你好"),
+    lambda c: c.event("CLICK", "MENU_CONTACT"),
+    lambda c: c.event("subscribe"),
+    lambda c: c.event("SCAN", "7"),
+    lambda c: c.post(wx.message_xml(c.openid, "image", PicUrl="http://x/y.jpg", MediaId="m")),
+], ids=["text", "click", "subscribe", "scan", "image"])
+def test_the_subscribers_own_actions_open_the_service_window(app, client, send):
+    send(Chat(client, "o-active"))
+    assert last_seen(app, "o-active") is not None
