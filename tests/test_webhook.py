@@ -507,3 +507,27 @@ def test_events_the_subscriber_did_not_cause_do_not_open_the_service_window(app,
 def test_the_subscribers_own_actions_open_the_service_window(app, client, send):
     send(Chat(client, "o-active"))
     assert last_seen(app, "o-active") is not None
+
+
+# --- rendering -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["plain", "aes"])
+def test_a_reply_containing_the_cdata_end_marker_arrives_whole(tmp_path, mode):
+    import xmltodict
+    from bot.router import Reply
+    aes = {"encoding_aes_key": wx.AES_KEY} if mode == "aes" else {}
+    app = create_app(make_settings(tmp_path, wechat=aes))
+    summary = "您的报名信息：\n村（社区）：石门]]>村\n姓名：<张三> & 李四"
+    app.extensions["bot"].router.routes.insert(0, (lambda m: m.text == "确认", lambda m, c: Reply(text=summary)))
+    client = app.test_client()
+    if mode == "aes":
+        enc = wx.Encrypted()
+        q, body = enc.post_args(wx.text_xml("o-cdata", "确认"))
+        resp = post(client, body, q=q)
+        inner = enc.crypto.decrypt_message(resp.get_data(as_text=True), *(
+            xmltodict.parse(resp.get_data(as_text=True))["xml"][k] for k in ("MsgSignature", "TimeStamp", "Nonce")))
+    else:
+        inner = post(client, wx.text_xml("o-cdata", "确认")).get_data(as_text=True)
+    reply = xmltodict.parse(inner)["xml"]
+    assert reply["Content"] == summary and reply["ToUserName"] == "o-cdata" and reply["MsgType"] == "text"
+    app.extensions["bot"].close()

@@ -7,6 +7,7 @@ Official docs: https://developers.weixin.qq.com/doc/offiaccount/Basic_Informatio
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 from xml.parsers import expat
@@ -14,7 +15,6 @@ from xml.parsers import expat
 import xmltodict
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
-from wechatpy.replies import EmptyReply, TextReply
 from wechatpy.utils import check_signature as _check_signature
 
 from bot.router import Inbound, Reply
@@ -184,5 +184,15 @@ def parse_inbound(body: bytes) -> Inbound:
 def render(reply: Reply, inbound: Inbound) -> str:
     """Reply -> passive reply XML ("success" for an empty reply)."""
     if reply.kind == "empty" or not reply.text:
-        return EmptyReply().render()
-    return TextReply(source=inbound.account, target=inbound.openid, content=reply.text).render()
+        return "success"
+    # Not wechatpy's TextReply: it pastes text into CDATA as is, and a "]]>" in a reply
+    # (a village name a user typed, echoed in a summary) would end the section early.
+    return (f"<xml><ToUserName>{_cdata(inbound.openid)}</ToUserName>"
+            f"<FromUserName>{_cdata(inbound.account)}</FromUserName>"
+            f"<CreateTime>{int(time.time())}</CreateTime>"
+            f"<MsgType><![CDATA[text]]></MsgType><Content>{_cdata(reply.text)}</Content></xml>")
+
+
+def _cdata(text: str) -> str:
+    """Text in CDATA sections, any "]]>" split across two of them."""
+    return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
