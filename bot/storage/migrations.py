@@ -151,3 +151,13 @@ def m003_console(db: Database) -> None:
         "closed_at": float, "closed_by": str,
     }, pk="id", not_null={"openid", "status", "created_at"})
     db["handoffs"].create_index(["status", "created_at"])
+
+
+@migrations()
+def m010_protocol_nonces(db: Database) -> None:
+    # Signed (timestamp, nonce) pairs seen within [wechat] max_clock_skew_seconds, with the
+    # message each carried: WeChat's resend repeats both with the same message, a replayed
+    # URL carries another one and is refused.
+    db["protocol_nonces"].create({"nonce": str, "message_key": str, "seen_at": float},
+                                 pk="nonce", not_null={"message_key", "seen_at"})
+    db["protocol_nonces"].create_index(["seen_at"])

@@ -30,6 +30,14 @@ class BadRequest(Exception):
     """A body that is not a WeChat message (malformed, hostile or incomplete)."""
 
 
+class BadSignature(Exception):
+    """An encrypted message whose msg_signature does not match."""
+
+
+class CannotDecrypt(Exception):
+    """Ciphertext that does not open with our EncodingAESKey and AppID."""
+
+
 def signature_ok(token: str, signature: str, timestamp: str, nonce: str) -> bool:
     """Check the plain-mode signature WeChat puts in the query string."""
     try:
@@ -46,16 +54,16 @@ class Crypto:
         self._crypto = WeChatCrypto(token, encoding_aes_key, app_id)
 
     def decrypt(self, body: bytes, msg_signature: str, timestamp: str, nonce: str) -> bytes:
-        """Return the inner XML; raise InvalidSignatureException on a bad signature."""
+        """Return the inner XML; raise BadSignature or CannotDecrypt."""
         envelope = parse_xml(body)
         if not envelope.get("Encrypt"):
             raise BadRequest("no Encrypt element")
         try:
             return self._crypto.decrypt_message(envelope, msg_signature, timestamp, nonce)
         except InvalidSignatureException:
-            raise
-        except Exception as exc:  # wechatpy raises assorted errors for corrupt ciphertext
-            raise InvalidSignatureException() from exc
+            raise BadSignature() from None
+        except Exception as exc:  # wechatpy raises assorted errors for a wrong key or app id
+            raise CannotDecrypt() from exc
 
     def encrypt(self, xml: str, nonce: str, timestamp: str | None = None) -> str:
         """Wrap a reply in the encrypted envelope WeChat expects."""
