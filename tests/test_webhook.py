@@ -531,3 +531,100 @@ def test_a_reply_containing_the_cdata_end_marker_arrives_whole(tmp_path, mode):
     reply = xmltodict.parse(inner)["xml"]
     assert reply["Content"] == summary and reply["ToUserName"] == "o-cdata" and reply["MsgType"] == "text"
     app.extensions["bot"].close()
+
+
+# --- freshness, replays and modes ------------------------------------------------------
+
+def count_messages(app):
+    return engine.connect(app.extensions["bot"].settings.storage.database)["messages"].count
+
+
+@pytest.mark.parametrize("age", [301, -301, 86400 * 30])
+def test_a_signed_request_outside_the_clock_window_is_refused(client, app, age):
+    stale = wx.query(timestamp=int(time.time()) - age)
+    assert post(client, wx.text_xml("o-old", "菜单"), q=stale).status_code == 403
+    assert client.get("/wechat?" + wx.query(timestamp=int(time.time()) - age, echostr="x")).status_code == 403
+    assert count_messages(app) == 0
+
+
+def test_a_captured_url_cannot_carry_another_message(client, app):
+    captured = wx.query()
+    assert MENU_MARK in wx.reply_content(post(client, wx.text_xml("o-victim", "菜单"), q=captured)
+                                         .get_data(as_text=True))
+    forged = post(client, wx.text_xml("o-victim", "我要申请贷款"), q=captured)
+    assert forged.status_code == 403
+    assert post(client, wx.event_xml("o-other", "subscribe"), q=captured).status_code == 403
+    assert count_messages(app) == 1
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
+    assert database.conn.execute("SELECT COUNT(*) FROM dialogues").fetchone()[0] == 0
+
+
+def test_wechats_resend_with_the_same_query_string_gets_the_stored_reply(client, app):
+    q, xml = wx.query(), wx.text_xml("o-late", "帮助", msg_id=31337)
+    first = wx.reply_content(post(client, xml, q=q).get_data(as_text=True))
+    again = post(client, xml, q=q)
+    assert again.status_code == 200 and wx.reply_content(again.get_data(as_text=True)) == first != ""
+    event_q, event = wx.query(), wx.event_xml("o-late", "CLICK", "MENU_CONTACT", create_time=1700000000)
+    assert post(client, event, q=event_q).status_code == 200
+    assert post(client, event, q=event_q).status_code == 200
+    assert count_messages(app) == 2
+
+
+def test_safe_mode_refuses_plain_messages_and_answers_encrypted_ones(tmp_path):
+    app = create_app(make_settings(tmp_path, wechat={"encoding_aes_key": wx.AES_KEY, "mode": "safe"}))
+    client = app.test_client()
+    assert post(client, wx.text_xml("o-safe", "菜单")).status_code == 403
+    enc = wx.Encrypted()
+    q, body = enc.post_args(wx.text_xml("o-safe", "菜单"))
+    assert MENU_MARK in enc.open_reply(post(client, body, q=q).get_data(as_text=True))
+    app.extensions["bot"].close()
+
+
+def refusal_lines(caplog):
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused a webhook")]
+
+
+def test_refusals_are_logged_once_a_minute_with_their_cause(tmp_path, caplog):
+    import logging
+    caplog.set_level(logging.WARNING)
+    app = create_app(make_settings(tmp_path, wechat={"encoding_aes_key": wx.AES_KEY}))
+    client = app.test_client()
+    for _ in range(3):
+        post(client, wx.text_xml("o-x", "菜单"), q=wx.query(token="wrong"))
+        q, body = wx.Encrypted(aes_key="Z" * 43).post_args(wx.text_xml("o-x", "菜单"))
+        assert post(client, body, q=q).status_code == 403
+    lines = refusal_lines(caplog)
+    assert len(lines) == 2
+    assert "bad signature" in lines[0] and "encoding_aes_key" in lines[1]
+    assert not any("o-x" in line for line in lines)
+    app.extensions["bot"].close()
+
+
+def test_an_encrypted_message_without_a_configured_key_is_refused_and_logged(client, caplog):
+    import logging
+    caplog.set_level(logging.WARNING)
+    q, body = wx.Encrypted().post_args(wx.text_xml("o-x", "菜单"), compat=True)
+    assert post(client, body, q=q).status_code == 403
+    assert any("encoding_aes_key is not set" in line for line in refusal_lines(caplog))
+
+
+# --- response headers ------------------------------------------------------------------
+
+def test_echostr_is_plain_text_that_browsers_may_not_sniff_or_frame(client):
+    resp = client.get("/wechat?" + wx.query(echostr="<html><script>alert(1)</script>"))
+    assert resp.status_code == 200 and resp.mimetype == "text/plain"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert resp.headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.parametrize("path", ["/wechat", "/api/ask", "/no-such-page"])
+def test_every_other_response_forbids_scripts_and_framing(client, path):
+    resp = client.post(path + "?" + wx.query(), data=wx.text_xml("o-h", "菜单").encode(), content_type="text/xml")
+    assert resp.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert resp.headers["X-Frame-Options"] == "DENY"
+
+
+def test_the_console_keeps_its_own_policy(client):
+    policy = client.get("/admin/login").headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "form-action 'self'" in policy
