@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request
+from flask.typing import ResponseReturnValue
 
 from bot import get_db, runtime
 from bot.auth import signed_in_staff
 from bot.phone import Phone
 from bot.storage import push
 
-bp = Blueprint("simulator", __name__, url_prefix="/simulator")
+PREFIX = "/simulator"
+bp = Blueprint("simulator", __name__, url_prefix=PREFIX)
 
 # Events a subscriber's phone can produce from the page: following the account and the
 # custom menu's two button types.
@@ -21,7 +23,7 @@ POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'sel
 
 
 @bp.before_request
-def only_where_allowed() -> Response | tuple[Response, int] | None:
+def only_where_allowed() -> ResponseReturnValue | None:
     """With an app_secret the simulator speaks for real subscribers: unless the operator
     turned it on ([simulator] in_production), it does not exist; then staff sign in first."""
     settings = runtime().settings
@@ -30,9 +32,9 @@ def only_where_allowed() -> Response | tuple[Response, int] | None:
     if not settings.simulator.in_production:
         abort(404)
     if signed_in_staff() is None:
-        if request.path.startswith(bp.url_prefix + "/api/"):
+        if request.path.startswith(PREFIX + "/api/"):
             return jsonify(error="请先登录"), 401
-        return redirect("/admin/login?next=" + bp.url_prefix)
+        return redirect("/admin/login?next=" + PREFIX)
     return None
 
 
@@ -75,7 +77,7 @@ def send() -> Response | tuple[Response, int]:
 
 
 @bp.get("/api/inbox")
-def inbox() -> Response:
+def inbox() -> Response | tuple[Response, int]:
     """Pushed messages for a simulated user (demo mode delivers them here)."""
     openid = request.args.get("openid", "")
     after = request.args.get("after", 0, type=int)
