@@ -628,3 +628,11 @@ def test_every_other_response_forbids_scripts_and_framing(client, path):
 def test_the_console_keeps_its_own_policy(client):
     policy = client.get("/admin/login").headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "form-action 'self'" in policy
+
+
+def test_ask_api_refuses_absurdly_nested_json_with_a_short_error(client):
+    resp = client.post("/api/ask", data="[" * 5000 + "]" * 5000, content_type="application/json")
+    assert resp.status_code == 400 and "JSON" in resp.get_json()["error"]
+    deep_object = '{"q":' * 5000 + '"贷款"' + "}" * 5000
+    assert client.post("/api/ask", data=deep_object, content_type="application/json").status_code == 400
+    assert client.post("/api/ask", json={"q": "贷款怎么申请"}).status_code == 200
