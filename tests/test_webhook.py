@@ -19,8 +19,8 @@ MENU_MARK = "请回复数字选择"
 
 
 def post(client, xml, q=None):
-    return client.post("/wechat?" + (q or wx.query()), data=xml.encode("utf-8") if isinstance(xml, str) else xml,
-                       content_type="text/xml")
+    data = xml.encode("utf-8") if isinstance(xml, str) else xml
+    return client.post("/wechat?" + (q or wx.query()), data=data, content_type="text/xml")
 
 
 # --- verification and signatures -----------------------------------------------------
@@ -514,18 +514,22 @@ def test_the_subscribers_own_actions_open_the_service_window(app, client, send):
 @pytest.mark.parametrize("mode", ["plain", "aes"])
 def test_a_reply_containing_the_cdata_end_marker_arrives_whole(tmp_path, mode):
     import xmltodict
+
     from bot.router import Reply
     aes = {"encoding_aes_key": wx.AES_KEY} if mode == "aes" else {}
     app = create_app(make_settings(tmp_path, wechat=aes))
     summary = "您的报名信息：\n村（社区）：石门]]>村\n姓名：<张三> & 李四"
-    app.extensions["bot"].router.routes.insert(0, (lambda m: m.text == "确认", lambda m, c: Reply(text=summary)))
+    routes = app.extensions["bot"].router.routes
+    routes.insert(0, (lambda m: m.text == "确认", lambda m, c: Reply(text=summary)))
     client = app.test_client()
     if mode == "aes":
         enc = wx.Encrypted()
         q, body = enc.post_args(wx.text_xml("o-cdata", "确认"))
         resp = post(client, body, q=q)
-        inner = enc.crypto.decrypt_message(resp.get_data(as_text=True), *(
-            xmltodict.parse(resp.get_data(as_text=True))["xml"][k] for k in ("MsgSignature", "TimeStamp", "Nonce")))
+        sealed = resp.get_data(as_text=True)
+        envelope = xmltodict.parse(sealed)["xml"]
+        inner = enc.crypto.decrypt_message(sealed, envelope["MsgSignature"], envelope["TimeStamp"],
+                                           envelope["Nonce"])
     else:
         inner = post(client, wx.text_xml("o-cdata", "确认")).get_data(as_text=True)
     reply = xmltodict.parse(inner)["xml"]
@@ -620,7 +624,8 @@ def test_echostr_is_plain_text_that_browsers_may_not_sniff_or_frame(client):
 
 @pytest.mark.parametrize("path", ["/wechat", "/api/ask", "/no-such-page"])
 def test_every_other_response_forbids_scripts_and_framing(client, path):
-    resp = client.post(path + "?" + wx.query(), data=wx.text_xml("o-h", "菜单").encode(), content_type="text/xml")
+    resp = client.post(path + "?" + wx.query(), data=wx.text_xml("o-h", "菜单").encode(),
+                       content_type="text/xml")
     assert resp.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
     assert resp.headers["X-Frame-Options"] == "DENY"
 
