@@ -166,17 +166,20 @@ def test_two_processes_receiving_the_same_retry_process_it_once(tmp_path):
             return original(inbound, ctx)
         runtime.router.dispatch = counting
         client = app.test_client()
-        start = float(sys.argv[1])
-        while time.time() < start:
-            time.sleep(0.005)
-        resp = client.post("/wechat?" + wx.query(), data=wx.text_xml("o-twice", "菜单", msg_id=4242).encode(),
-                           content_type="text/xml")
+        print("ready", flush=True)
+        sys.stdin.readline()  # both processes post at once, however long each took to start
+        resp = client.post("/wechat?" + sys.argv[1], content_type="text/xml",
+                           data=wx.text_xml("o-twice", "菜单", msg_id=4242).encode())
         print(resp.status_code)
     """)
     migrations.migrate(tmp_path / "bot.db")  # the schema exists before both start, as in production
-    start = str(time.time() + 2.0)
-    procs = [subprocess.Popen([sys.executable, "-c", script, start], stdout=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    resend = wx.query()  # WeChat's resend repeats the query string
+    procs = [subprocess.Popen([sys.executable, "-c", script, resend], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    assert [p.stdout.readline().strip() for p in procs] == ["ready", "ready"]
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
     codes = [p.communicate(timeout=60)[0].strip() for p in procs]
     assert codes == ["200", "200"]
     assert counter.read_text().count("x") == 1
