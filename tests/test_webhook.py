@@ -189,18 +189,18 @@ def test_a_resend_while_the_answer_is_being_written_gets_success_at_once(tmp_pat
     app = create_app(make_settings(tmp_path))
     slow_down(app, 0.6)
     client = app.test_client()
-    xml = wx.text_xml("o-resend", "菜单", msg_id=5151)
+    xml, q = wx.text_xml("o-resend", "菜单", msg_id=5151), wx.query()  # a resend repeats both
     first = []
-    thread = threading.Thread(target=lambda: first.append(post(client, xml).get_data(as_text=True)))
+    thread = threading.Thread(target=lambda: first.append(post(client, xml, q).get_data(as_text=True)))
     thread.start()
     time.sleep(0.2)  # the first delivery is being answered
     started = time.time()
-    assert post(client, xml).get_data(as_text=True) == "success"
+    assert post(client, xml, q).get_data(as_text=True) == "success"
     assert time.time() - started < 0.3
     thread.join(5)
     assert MENU_MARK in wx.reply_content(first[0])
     # Once answered, a resend gets the same reply again.
-    assert wx.reply_content(post(client, xml).get_data(as_text=True)) == wx.reply_content(first[0])
+    assert wx.reply_content(post(client, xml, q).get_data(as_text=True)) == wx.reply_content(first[0])
     app.extensions["bot"].close()
     assert engine.connect(tmp_path / "bot.db")["messages"].count == 1
 
