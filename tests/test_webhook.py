@@ -644,3 +644,13 @@ def test_ask_api_refuses_absurdly_nested_json_with_a_short_error(client):
     deep_object = '{"q":' * 5000 + '"贷款"' + "}" * 5000
     assert client.post("/api/ask", data=deep_object, content_type="application/json").status_code == 400
     assert client.post("/api/ask", json={"q": "贷款怎么申请"}).status_code == 200
+
+
+def test_nonces_older_than_the_window_are_forgotten(client, app):
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
+    database.conn.execute("INSERT INTO protocol_nonces VALUES (?, ?, ?)",
+                          ("1:old", "msg:o-1:1", time.time() - 301))
+    database.conn.commit()
+    assert MENU_MARK in wx.reply_content(post(client, wx.text_xml("o-1", "菜单")).get_data(as_text=True))
+    kept = [r[0] for r in database.conn.execute("SELECT nonce FROM protocol_nonces")]
+    assert len(kept) == 1 and kept != ["1:old"]
