@@ -1,5 +1,6 @@
 """Benchmark: a signed text message POSTed to /wechat under gunicorn, against a bare Flask
-hello-world served with the same gunicorn settings, in the same run.
+hello-world and a bare wechatpy echo bot served with the same gunicorn settings, in the
+same run.
 
 Run on demand (not part of the tests), from the repository root:
 
@@ -8,8 +9,10 @@ Run on demand (not part of the tests), from the repository root:
 
 Needs wrk (Debian: apt-get install wrk). Everything listens on and talks to 127.0.0.1 only;
 the servers use a temporary config and database and are stopped at the end. Each request
-carries a fresh MsgId so the webhook cannot answer from its dedupe record. Prints req/s and
-p50/p99 latency per run, the medians, and the webhook/hello-world throughput ratio.
+carries a fresh MsgId so the webhook cannot answer from its dedupe record, and a fresh
+signed nonce, as WeChat's do (the webhook refuses a nonce reused for another message).
+Prints req/s and p50/p99 latency per run, the medians, and the webhook's throughput ratio
+to hello-world and to the echo bot.
 """
 from __future__ import annotations
 
@@ -40,14 +43,19 @@ QUESTIONS = ("贷款怎么申请", "返乡创业有什么补贴", "办营业执�
 TARGET_RATIO = 0.40
 TARGET_P99_MS = 50.0
 
-# wrk script: POST the message with a unique MsgId per request, count replies that are
-# real passive replies (XML), stop each thread after max_requests, print one JSON line.
+# Signed query strings written per wrk thread and run: each request needs its own nonce
+# and wrk's Lua has no SHA-1. More than any thread sends in a second on this machine.
+QUERIES_PER_THREAD_SECOND = 6000
+
+# wrk script: POST the message with a unique MsgId and signed nonce per request, count
+# replies that are real passive replies (XML), stop each thread after max_requests, print
+# one JSON line.
 LUA = r"""
 local body_head = [==[__HEAD__]==]
 local body_middle = [==[__MIDDLE__]==]
 local body_tail = [==[__TAIL__]==]
 local questions = {__QUESTIONS__}
-local path = "__PATH__"
+local queries_prefix = "__QUERIES__"
 local run_id = "__RUN__"
 local max_requests = __MAX__
 local threads = {}
@@ -61,6 +69,10 @@ function setup(thread)
 end
 
 function init(args)
+  queries = {}
+  for line in io.lines(queries_prefix .. tid .. ".txt") do
+    queries[#queries + 1] = line
+  end
   sent = 0
   responses = 0
   xml_replies = 0
@@ -71,7 +83,8 @@ function request()
   local msg_id = run_id .. tid .. string.format("%09d", sent)
   local question = questions[(sent + tid) % #questions + 1]
   local body = body_head .. question .. body_middle .. msg_id .. body_tail
-  return wrk.format("POST", path, {["Content-Type"] = "text/xml"}, body)
+  local query = queries[(sent - 1) % #queries + 1]
+  return wrk.format("POST", "/wechat?" .. query, {["Content-Type"] = "text/xml"}, body)
 end
 
 function response(status, headers, body)
@@ -108,6 +121,31 @@ def hello_app():
     @app.route("/wechat", methods=["GET", "POST"])
     def hello() -> str:
         return "Hello, World!"
+
+    return app
+
+
+def echo_app():
+    """The other baseline: wechatpy's own echo bot, verifying and parsing with wechatpy."""
+    from flask import Flask, abort, request
+    from wechatpy import create_reply, parse_message
+    from wechatpy.exceptions import InvalidSignatureException
+    from wechatpy.utils import check_signature
+
+    app = Flask("echo")
+
+    @app.route("/wechat", methods=["GET", "POST"])
+    def echo() -> str:
+        args = request.args
+        try:
+            check_signature(TOKEN, args.get("signature", ""), args.get("timestamp", ""),
+                            args.get("nonce", ""))
+        except InvalidSignatureException:
+            abort(403)
+        if request.method == "GET":
+            return args.get("echostr", "")
+        msg = parse_message(request.get_data())
+        return create_reply(msg.content, msg).render()
 
     return app
 
@@ -211,21 +249,33 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_wrk(url: str, path: str, folder: Path, seconds: int, connections: int,
+def write_queries(prefix: Path, threads: int, count: int) -> None:
+    """count freshly signed query strings per wrk thread, one a line, in prefix<tid>.txt."""
+    timestamp = str(int(time.time()))
+    for tid in range(1, threads + 1):
+        lines = (signed_query(timestamp, f"{time.time_ns()}{tid}{i}") for i in range(count))
+        Path(f"{prefix}{tid}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def run_wrk(url: str, folder: Path, seconds: int, connections: int,
             max_requests: int, threads: int, master: int,
             questions: tuple[str, ...]) -> dict[str, float]:
     """One wrk run; returns req/s, p50/p99 in ms, server CPU ms per request, errors, XML replies."""
     head, middle, tail = message_parts()
     listed = ", ".join(f"[==[{q}]==]" for q in questions)
     script = folder / f"post-{time.time_ns()}.lua"
+    queries = folder / f"queries-{time.time_ns()}-"
+    write_queries(queries, threads, min(max_requests, seconds * QUERIES_PER_THREAD_SECOND))
     script.write_text(LUA.replace("__HEAD__", head).replace("__MIDDLE__", middle)
                       .replace("__TAIL__", tail).replace("__QUESTIONS__", listed)
-                      .replace("__PATH__", path).replace("__RUN__", str(time.time_ns()))
+                      .replace("__QUERIES__", str(queries)).replace("__RUN__", str(time.time_ns()))
                       .replace("__MAX__", str(max_requests)), encoding="utf-8")
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
            "-s", str(script), url]
     cpu_before, client_before = workers_cpu_seconds(master), _children_cpu_seconds()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    for tid in range(1, threads + 1):
+        Path(f"{queries}{tid}.txt").unlink()
     cpu = workers_cpu_seconds(master) - cpu_before
     client = _children_cpu_seconds() - client_before  # wrk, the only child reaped meanwhile
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH ")), None)
@@ -259,14 +309,18 @@ def main() -> None:
     hello = sub.add_parser("hello", help="(internal) serve the baseline app under gunicorn")
     hello.add_argument("--bind", required=True)
     hello.add_argument("--per-worker", type=int, required=True)
+    echo = sub.add_parser("echo", help="(internal) serve the wechatpy echo bot under gunicorn")
+    echo.add_argument("--bind", required=True)
+    echo.add_argument("--per-worker", type=int, required=True)
     args = parser.parse_args()
     questions = tuple(args.questions or QUESTIONS)
 
     sys.path.insert(0, str(ROOT))
     from bot.cli import gunicorn_options, run_gunicorn
 
-    if args.command == "hello":
-        run_gunicorn(hello_app(), gunicorn_options(args.bind, args.workers, args.per_worker))
+    if args.command in ("hello", "echo"):
+        app = hello_app() if args.command == "hello" else echo_app()
+        run_gunicorn(app, gunicorn_options(args.bind, args.workers, args.per_worker))
         return
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
@@ -278,12 +332,15 @@ def main() -> None:
     per_worker = -(-args.connections // args.workers) + 2
     with tempfile.TemporaryDirectory(prefix="cyt-bench-") as tmp:
         folder = Path(tmp)
-        ports = {"webhook": free_port(), "hello-world": free_port()}
+        ports = {"webhook": free_port(), "hello-world": free_port(), "echo-bot": free_port()}
         config = write_config(folder, ports["webhook"], args.workers)
         procs = {
             "hello-world": start([sys.executable, __file__, "--workers", str(args.workers),
                                   "hello", "--bind", f"{HOST}:{ports['hello-world']}",
                                   "--per-worker", str(per_worker)], folder / "hello.log"),
+            "echo-bot": start([sys.executable, __file__, "--workers", str(args.workers),
+                               "echo", "--bind", f"{HOST}:{ports['echo-bot']}",
+                               "--per-worker", str(per_worker)], folder / "echo.log"),
             "webhook": start([sys.executable, str(ROOT / "run.py"), "--config", str(config),
                               "serve", "--workers", str(args.workers),
                               "--connections", str(per_worker)], folder / "webhook.log"),
@@ -296,17 +353,16 @@ def main() -> None:
                 wait_until_responds(urls[name] + "&echostr=ok", proc, folder / f"{name}.log")
             sample = check_reply(urls["webhook"], questions[0])
             print(f"webhook reply sample: {len(sample.encode())} bytes of XML")
-            path = "/wechat?" + signed_query(ts, nonce)
             print(f"warming up; then {args.runs} runs x {args.seconds} s, {args.connections} "
                   f"connections, {args.workers} gunicorn workers (gthread), wrk -t{threads}")
             for name in procs:
-                run_wrk(urls[name], path, folder, 2, args.connections, args.max_requests, threads,
+                run_wrk(urls[name], folder, 2, args.connections, args.max_requests, threads,
                         procs[name].pid, questions)
             results: dict[str, list[dict[str, float]]] = {name: [] for name in procs}
             for i in range(1, args.runs + 1):
                 print(f"run {i}")
-                for name in ("hello-world", "webhook"):
-                    r = run_wrk(urls[name], path, folder, args.seconds, args.connections,
+                for name in ("hello-world", "echo-bot", "webhook"):
+                    r = run_wrk(urls[name], folder, args.seconds, args.connections,
                                 args.max_requests, threads, procs[name].pid, questions)
                     results[name].append(r)
                     show(name, r)
@@ -317,8 +373,9 @@ def main() -> None:
     med = {name: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99", "cpu", "client_cpu")}
            for name, rs in results.items()}
     ratio = med["webhook"]["rps"] / med["hello-world"]["rps"]
+    echo_ratio = med["webhook"]["rps"] / med["echo-bot"]["rps"]
     print(f"\nmedians over {args.runs} runs:")
-    for name in ("hello-world", "webhook"):
+    for name in ("hello-world", "echo-bot", "webhook"):
         m = med[name]
         print(f"  {name:<12} {m['rps']:7.0f} req/s  p50 {m['p50']:6.1f} ms  p99 {m['p99']:6.1f} ms"
               f"  server CPU {m['cpu']:.2f} ms/req")
@@ -327,6 +384,7 @@ def main() -> None:
     print(f"  ratio webhook/hello-world: {ratio:.1%} (target >= {TARGET_RATIO:.0%}: "
           f"{'met' if ok_ratio else 'MISSED'}); webhook p99 target < {TARGET_P99_MS:.0f} ms: "
           f"{'met' if ok_p99 else 'MISSED'}")
+    print(f"  ratio webhook/echo-bot: {echo_ratio:.1%} (the same protocol work in bare wechatpy)")
     # Both servers are CPU-bound, so on an otherwise idle machine the throughput ratio
     # tends to the ratio of CPU spent per request (servers plus the client).
     cost = {name: m["cpu"] + m["client_cpu"] for name, m in med.items()}

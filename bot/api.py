@@ -26,7 +26,10 @@ def require_key() -> tuple[Response, int] | None:
 @bp.post("/ask")
 def ask() -> Response | tuple[Response, int]:
     """{"q": "…"} -> band, topic, score, answer, suggestions, office. Records nothing."""
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # JSON nested past Python's parser depth
+        data = None
     question = data.get("q") if isinstance(data, dict) else None
     if not isinstance(question, str) or not question.strip():
         return jsonify(error='请求体应为 JSON：{"q": "问题"}'), 400

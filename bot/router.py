@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Events caused by the subscriber's own action (a CLICK menu button, the two scan-code
+# buttons, following, scanning a QR code).
+_SUBSCRIBER_EVENTS = frozenset({"click", "scancode_push", "scancode_waitmsg", "subscribe",
+                                "subscribe_scan", "scan"})
+
 
 @dataclass(frozen=True)
 class Inbound:
@@ -37,16 +42,26 @@ class Inbound:
     msg_id: str = ""
     create_time: int = 0
     account: str = ""
-    # An event's other fields as sent (e.g. Status and the counts of *SENDJOBFINISH).
-    details: dict[str, str] = field(default_factory=dict, compare=False)
+    # Every top-level element with text, by tag, as WeChat sent it (trimmed): a handler
+    # for a new message or event type reads its details here.
+    fields: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
     media_id: str = ""  # voice (and other media): what /cgi-bin/media/get fetches
 
     @property
     def dedupe_key(self) -> str:
-        """MsgId for messages; openid plus CreateTime (and event) for events, which have none."""
+        """The sender plus MsgId for messages (MsgIds are not secret, so another sender's
+        must not collide); plus CreateTime and event for events, which have no MsgId."""
         if self.msg_id:
-            return f"msg:{self.msg_id}"
+            return f"msg:{self.openid}:{self.msg_id}"
         return f"evt:{self.openid}:{self.create_time}:{self.event}:{self.event_key}"
+
+    @property
+    def from_subscriber(self) -> bool:
+        """Whether the subscriber did this: a message, menu click, follow or scan, which
+        opens WeChat's 48-hour customer-service window; reports and job results do not.
+        https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Service_Center_messages.html
+        """
+        return self.kind != "event" or self.event in _SUBSCRIBER_EVENTS
 
     @property
     def text(self) -> str:

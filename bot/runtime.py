@@ -24,7 +24,7 @@ from bot.privacy import mask_text
 from bot.push.courier import Courier
 from bot.router import Context, Inbound, Reply, Router
 from bot.settings import Settings
-from bot.storage import engine, messages, push
+from bot.storage import engine, messages, nonces, push
 from bot.voice import build_transcriber
 from bot.wechat.client import SQLiteSessionStorage, WeChatApi
 from bot.wechat.protocol import Crypto
@@ -32,11 +32,13 @@ from bot.wechat.protocol import Crypto
 logger = logging.getLogger(__name__)
 
 _LAST_SEEN_MEMORY = 10_000  # users whose last-seen time a process remembers
+_NONCE_PRUNE_INTERVAL = 60.0  # seconds between deletions of expired nonces, per process
 
 
 @dataclass
 class _Job:
     received_at: float
+    nonce: str
     lock: threading.Lock = field(default_factory=threading.Lock)
     finished: bool = False
     deferred: bool = False
@@ -44,6 +46,10 @@ class _Job:
 
 class _AlreadyAnswered(Exception):
     """The message was answered before: this second answer is undone."""
+
+
+class ReplayRefused(Exception):
+    """A signed nonce seen before with another message: a replayed request URL."""
 
 
 class Runtime:
@@ -71,6 +77,7 @@ class Runtime:
         # openid -> the last-seen time this process knows is stored, so that most messages
         # of a conversation need not even read it (storage keeps it to a minute).
         self._last_seen: dict[str, float] = {}
+        self._nonces_pruned_at = 0.0
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="handler")
         self._local = threading.local()
         self._stopping = threading.Event()
@@ -106,20 +113,22 @@ class Runtime:
 
     # --- answering -----------------------------------------------------------------
 
-    def answer_once(self, inbound: Inbound) -> Reply:
-        """Answer a message once however often WeChat resends it.
+    def answer_once(self, inbound: Inbound, nonce: str) -> Reply:
+        """Answer a message once however often WeChat resends it; raise ReplayRefused when
+        the request's signed nonce came before with another message.
 
         A claim covers a message being answered; the message log's unique key covers one
         answered before, found when the answer is recorded rather than by a read up front:
         such resends are rare (WeChat resends only when our reply was lost or late), and
-        for them the handlers run again and their changes are rolled back.
+        for them the handlers run again and their changes are rolled back. The nonce is
+        checked the same way, when the answer is recorded.
         """
         key = inbound.dedupe_key
         if not self.claims.claim(key):
             # Another thread or process is answering it and will reply, or send the
             # answer later through the customer-service API.
             return Reply.empty()
-        job = _Job(received_at=engine.now())
+        job = _Job(received_at=engine.now(), nonce=nonce)
         try:
             future = self._executor.submit(self._handle, inbound, job)  # releases the claim
         except BaseException:
@@ -174,8 +183,9 @@ class Runtime:
             with job.lock:
                 job.finished = True
                 deferred = job.deferred
-            if not (inbound.kind == "event" and inbound.event == "unsubscribe"):
+            if inbound.from_subscriber:
                 self._touch(database, inbound.openid)
+            self._check_nonce(database, job.nonce, inbound.dedupe_key)
             try:
                 messages.record_message(
                     database, inbound.dedupe_key, inbound.openid, inbound.msg_id,
@@ -192,6 +202,16 @@ class Runtime:
         if late:
             self.deliver_pending()
         return reply
+
+    def _check_nonce(self, database: Database, nonce: str, key: str) -> None:
+        """Remember the nonce with the message it carried, dropping expired nonces once a
+        minute; raise ReplayRefused (undoing the answer) if it carried another message."""
+        now = engine.now()
+        if now - self._nonces_pruned_at >= _NONCE_PRUNE_INTERVAL:
+            nonces.forget_nonces(database, now - self.settings.wechat.max_clock_skew_seconds)
+            self._nonces_pruned_at = now
+        if not nonces.remember_nonce(database, nonce, key, now):
+            raise ReplayRefused(nonce)
 
     def _touch(self, database: Database, openid: str) -> None:
         """Note the user's activity, asking storage at most once a minute per user."""

@@ -43,11 +43,22 @@ class WeChatSettings:
     # Seconds a handler may take before the webhook answers "success" and the reply goes
     # out later as a customer-service message (WeChat gives up after 5 s).
     reply_budget_seconds: float = 4.0
+    # Message encryption as chosen on the WeChat admin page: "plain", "compat" (either)
+    # or "safe" (encrypted only: only msg_signature covers the body). Empty: "compat"
+    # when encoding_aes_key is set, else "plain".
+    mode: str = ""
+    # Signed requests older or newer than this are refused; nonces are remembered as long.
+    max_clock_skew_seconds: int = 300
 
     @property
     def demo(self) -> bool:
         """Demo mode: no AppSecret, so nothing is sent to the WeChat API."""
         return not self.app_secret
+
+    @property
+    def message_mode(self) -> str:
+        """The encryption mode in force: mode, or its default."""
+        return self.mode or ("compat" if self.encoding_aes_key else "plain")
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,9 @@ class RateLimitSettings:
 @dataclass(frozen=True)
 class SimulatorSettings:
     enabled: bool = True
+    # With an app_secret (real subscribers) the simulator is off unless this is set, and
+    # then only for staff signed in to the console.
+    in_production: bool = False
 
 
 @dataclass(frozen=True)
@@ -329,6 +343,12 @@ def _check(s: Settings) -> None:
         raise SettingsError("配置项 matcher.cache_size 不能小于 0")
     if s.push.fallback_channel not in ("template", "mass"):
         raise SettingsError("配置项 push.fallback_channel 应为 \"template\" 或 \"mass\"")
+    if s.wechat.mode not in ("", "plain", "compat", "safe"):
+        raise SettingsError("配置项 wechat.mode 应为 \"plain\"、\"compat\" 或 \"safe\"")
+    if s.wechat.mode in ("compat", "safe") and not key:
+        raise SettingsError(f"配置项 wechat.mode = \"{s.wechat.mode}\" 需要设置 wechat.encoding_aes_key")
+    if s.wechat.max_clock_skew_seconds <= 0:
+        raise SettingsError("配置项 wechat.max_clock_skew_seconds 应大于 0")
     if s.wechat.reply_budget_seconds <= 0:
         raise SettingsError("配置项 wechat.reply_budget_seconds 应大于 0")
     if s.storage.keep_days < 1:

@@ -1,15 +1,18 @@
 """Blueprint "simulator": a phone-style chat page that talks to /wechat like WeChat does."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request
+from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from bot import get_db, runtime
+from bot.auth import signed_in_staff
 from bot.phone import Phone
 from bot.storage import push
 from bot.voice import LocalMedia, media_folder
 
-bp = Blueprint("simulator", __name__, url_prefix="/simulator")
+PREFIX = "/simulator"
+bp = Blueprint("simulator", __name__, url_prefix=PREFIX)
 
 # Events a subscriber's phone can produce from the page: following the account and the
 # custom menu's two button types.
@@ -17,6 +20,33 @@ _EVENTS = {"subscribe", "unsubscribe", "CLICK", "VIEW"}
 _MAX_OPENID = 64
 _MAX_TEXT = 2000
 _MAX_VOICE_BYTES = 2 * 1024 * 1024  # a minute of browser recording is a few hundred KB
+
+# The page runs its own inline script and style; nothing else may load, and nobody may frame it.
+POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline';"
+          " img-src 'self' data:; media-src 'self' blob:; frame-ancestors 'none'; form-action 'self'")
+
+
+@bp.before_request
+def only_where_allowed() -> ResponseReturnValue | None:
+    """With an app_secret the simulator speaks for real subscribers: unless the operator
+    turned it on ([simulator] in_production), it does not exist; then staff sign in first."""
+    settings = runtime().settings
+    if settings.wechat.demo:
+        return None
+    if not settings.simulator.in_production:
+        abort(404)
+    if signed_in_staff() is None:
+        if request.path.startswith(PREFIX + "/api/"):
+            return jsonify(error="请先登录"), 401
+        return redirect("/admin/login?next=" + PREFIX)
+    return None
+
+
+@bp.after_request
+def harden(response: Response) -> Response:
+    """The page's own content policy (the app-wide default would block its script)."""
+    response.headers["Content-Security-Policy"] = POLICY
+    return response
 
 
 @bp.get("")
@@ -51,10 +81,12 @@ def send() -> Response | tuple[Response, int]:
 
 
 @bp.get("/api/inbox")
-def inbox() -> Response:
+def inbox() -> Response | tuple[Response, int]:
     """Pushed messages for a simulated user (demo mode delivers them here)."""
     openid = request.args.get("openid", "")
     after = request.args.get("after", 0, type=int)
+    if not -(2**63) <= after < 2**63:  # SQLite integers are 64-bit
+        return jsonify(error="after 参数不对"), 400
     runtime().deliver_pending()
     return jsonify(messages=push.inbox_since(get_db(), openid, after))
 

@@ -15,13 +15,13 @@ router = Router()
 @router.event("templatesendjobfinish")
 def on_template_finished(inbound: Inbound, ctx: Context) -> Reply:
     """Record whether one template message reached the user."""
-    announcements.record_template_report(ctx.db, inbound.msg_id, inbound.details.get("Status", ""))
+    announcements.record_template_report(ctx.db, inbound.msg_id, inbound.fields.get("Status", ""))
     return Reply.empty()
 
 
 @router.event("masssendjobfinish")
 def on_mass_finished(inbound: Inbound, ctx: Context) -> Reply:
     """Record how many users a mass send reached."""
-    announcements.record_mass_report(ctx.db, inbound.msg_id, inbound.details.get("Status", ""),
-                                     inbound.details)
+    announcements.record_mass_report(ctx.db, inbound.msg_id, inbound.fields.get("Status", ""),
+                                     inbound.fields)
     return Reply.empty()

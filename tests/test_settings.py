@@ -40,6 +40,9 @@ def test_minimal_file_takes_defaults_and_resolves_paths(tmp_path):
     ("[wechat]\nencoding_aes_key = \"short\"\n", "wechat.encoding_aes_key"),
     ("[simulator]\nenabled = \"yes\"\n", "simulator.enabled"),
     ("[[courses]]\nname = \"茶叶\"\n", "courses[0].id"),
+    ("[wechat]\nmode = \"secure\"\n", "wechat.mode"),
+    ("[wechat]\nmode = \"safe\"\n", "wechat.encoding_aes_key"),
+    ("[wechat]\nmax_clock_skew_seconds = 0\n", "wechat.max_clock_skew_seconds"),
 ])
 def test_bad_values_name_the_key(tmp_path, text, key):
     with pytest.raises(SettingsError) as err:

@@ -19,8 +19,8 @@ MENU_MARK = "请回复数字选择"
 
 
 def post(client, xml, q=None):
-    return client.post("/wechat?" + (q or wx.query()), data=xml.encode("utf-8") if isinstance(xml, str) else xml,
-                       content_type="text/xml")
+    data = xml.encode("utf-8") if isinstance(xml, str) else xml
+    return client.post("/wechat?" + (q or wx.query()), data=data, content_type="text/xml")
 
 
 # --- verification and signatures -----------------------------------------------------
@@ -166,17 +166,20 @@ def test_two_processes_receiving_the_same_retry_process_it_once(tmp_path):
             return original(inbound, ctx)
         runtime.router.dispatch = counting
         client = app.test_client()
-        start = float(sys.argv[1])
-        while time.time() < start:
-            time.sleep(0.005)
-        resp = client.post("/wechat?" + wx.query(), data=wx.text_xml("o-twice", "菜单", msg_id=4242).encode(),
-                           content_type="text/xml")
+        print("ready", flush=True)
+        sys.stdin.readline()  # both processes post at once, however long each took to start
+        resp = client.post("/wechat?" + sys.argv[1], content_type="text/xml",
+                           data=wx.text_xml("o-twice", "菜单", msg_id=4242).encode())
         print(resp.status_code)
     """)
     migrations.migrate(tmp_path / "bot.db")  # the schema exists before both start, as in production
-    start = str(time.time() + 2.0)
-    procs = [subprocess.Popen([sys.executable, "-c", script, start], stdout=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    resend = wx.query()  # WeChat's resend repeats the query string
+    procs = [subprocess.Popen([sys.executable, "-c", script, resend], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    assert [p.stdout.readline().strip() for p in procs] == ["ready", "ready"]
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
     codes = [p.communicate(timeout=60)[0].strip() for p in procs]
     assert codes == ["200", "200"]
     assert counter.read_text().count("x") == 1
@@ -186,18 +189,18 @@ def test_a_resend_while_the_answer_is_being_written_gets_success_at_once(tmp_pat
     app = create_app(make_settings(tmp_path))
     slow_down(app, 0.6)
     client = app.test_client()
-    xml = wx.text_xml("o-resend", "菜单", msg_id=5151)
+    xml, q = wx.text_xml("o-resend", "菜单", msg_id=5151), wx.query()  # a resend repeats both
     first = []
-    thread = threading.Thread(target=lambda: first.append(post(client, xml).get_data(as_text=True)))
+    thread = threading.Thread(target=lambda: first.append(post(client, xml, q).get_data(as_text=True)))
     thread.start()
     time.sleep(0.2)  # the first delivery is being answered
     started = time.time()
-    assert post(client, xml).get_data(as_text=True) == "success"
+    assert post(client, xml, q).get_data(as_text=True) == "success"
     assert time.time() - started < 0.3
     thread.join(5)
     assert MENU_MARK in wx.reply_content(first[0])
     # Once answered, a resend gets the same reply again.
-    assert wx.reply_content(post(client, xml).get_data(as_text=True)) == wx.reply_content(first[0])
+    assert wx.reply_content(post(client, xml, q).get_data(as_text=True)) == wx.reply_content(first[0])
     app.extensions["bot"].close()
     assert engine.connect(tmp_path / "bot.db")["messages"].count == 1
 
@@ -422,3 +425,232 @@ def test_crash_traceback_in_the_log_has_no_phone_or_id(app, chat, caplog):
     line = ours.format(next(r for r in caplog.records if r.exc_info))
     assert "ValueError" in line and "138****5678" in line
     assert "13812345678" not in line and "11010519491231002X" not in line
+
+
+# --- parsing into Inbound --------------------------------------------------------------
+
+def capture(app, route):
+    """Put a handler first that records (and silently answers) what route(router) selects."""
+    from bot.router import Reply, Router
+    seen = []
+    router = Router()
+    route(router)(lambda inbound, ctx: seen.append(inbound) or Reply.empty())
+    app.extensions["bot"].router.routes[:0] = router.routes
+    return seen
+
+
+def test_following_by_qr_code_is_a_subscribe_scan_event_with_the_scene_key(app, chat):
+    scans = capture(app, lambda r: r.event("subscribe_scan"))
+    chat.event("subscribe", "qrscene_township_7")
+    assert [(m.event, m.event_key) for m in scans] == [("subscribe_scan", "township_7")]
+    # A plain follow (no QR code) stays a subscribe event and is welcomed.
+    assert "欢迎关注" in chat.event("subscribe")
+
+
+def test_a_handler_reads_an_events_own_fields(app, chat):
+    reports = capture(app, lambda r: r.event("LOCATION"))
+    chat.post(wx.message_xml(chat.openid, "event", Event="LOCATION", Latitude="23.137",
+                             Longitude="113.352", Precision="119.385"))
+    assert reports[0].fields["Latitude"] == "23.137" and reports[0].fields["Precision"] == "119.385"
+
+
+# --- dedupe keys and the customer-service window ----------------------------------------
+
+def test_another_sender_reusing_a_msgid_gets_neither_the_victims_reply_nor_blocks_them(client):
+    victim, attacker = Chat(client, "o-victim"), Chat(client, "o-attacker")
+    def reply(chat, text, msg_id):
+        return wx.reply_content(chat.post(wx.text_xml(chat.openid, text, msg_id)).get_data(as_text=True))
+    first = reply(victim, "我要申请贷款", 9001)
+    assert "多少贷款" in first
+    # The attacker's message with the victim's MsgId is answered as its own message.
+    stolen = reply(attacker, "菜单", 9001)
+    assert MENU_MARK in stolen and "多少贷款" not in stolen
+    # A MsgId taken first by someone else does not swallow the victim's later message.
+    attacker.post(wx.text_xml("o-attacker", "菜单", msg_id=9002))
+    later = reply(victim, "3万", 9002)
+    assert "做什么" in later
+
+
+def last_seen(app, openid):
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
+    row = database.conn.execute("SELECT last_seen_at FROM subscribers WHERE openid = ?",
+                                (openid,)).fetchone()
+    return None if row is None else row[0]
+
+
+@pytest.mark.parametrize("event,extra", [
+    ("TEMPLATESENDJOBFINISH", {"Status": "success", "MsgID": "200163836"}),
+    ("MASSSENDJOBFINISH", {"Status": "send success", "MsgID": "1000001625", "TotalCount": "3"}),
+    ("LOCATION", {"Latitude": "23.1", "Longitude": "113.3", "Precision": "119"}),
+    ("kf_create_session", {"KfAccount": "test1@test"}),
+    ("kf_close_session", {"KfAccount": "test1@test"}),
+    ("user_del_card", {"CardId": "p1", "UserCardCode": "12312312"}),
+    ("VIEW", {"EventKey": "http://x"}),
+])
+def test_events_the_subscriber_did_not_cause_do_not_open_the_service_window(app, chat, event, extra):
+    assert chat.post(wx.message_xml("o-quiet", "event", Event=event, **extra)).status_code == 200
+    assert last_seen(app, "o-quiet") is None  # no subscriber row made up from a job report
+    Chat(chat.client, "o-known").say("菜单")
+    before = last_seen(app, "o-known")
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
+    database.conn.execute("UPDATE subscribers SET last_seen_at = last_seen_at - 3600")
+    database.conn.commit()
+    app.extensions["bot"]._last_seen.clear()  # as in a process that has not seen the user
+    chat.post(wx.message_xml("o-known", "event", Event=event, **extra))
+    assert last_seen(app, "o-known") == before - 3600
+
+
+@pytest.mark.parametrize("send", [
+    lambda c: c.say("你好"),
+    lambda c: c.event("CLICK", "MENU_CONTACT"),
+    lambda c: c.event("subscribe"),
+    lambda c: c.event("SCAN", "7"),
+    lambda c: c.post(wx.message_xml(c.openid, "image", PicUrl="http://x/y.jpg", MediaId="m")),
+], ids=["text", "click", "subscribe", "scan", "image"])
+def test_the_subscribers_own_actions_open_the_service_window(app, client, send):
+    send(Chat(client, "o-active"))
+    assert last_seen(app, "o-active") is not None
+
+
+# --- rendering -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["plain", "aes"])
+def test_a_reply_containing_the_cdata_end_marker_arrives_whole(tmp_path, mode):
+    import xmltodict
+
+    from bot.router import Reply
+    aes = {"encoding_aes_key": wx.AES_KEY} if mode == "aes" else {}
+    app = create_app(make_settings(tmp_path, wechat=aes))
+    summary = "您的报名信息：\n村（社区）：石门]]>村\n姓名：<张三> & 李四"
+    routes = app.extensions["bot"].router.routes
+    routes.insert(0, (lambda m: m.text == "确认", lambda m, c: Reply(text=summary)))
+    client = app.test_client()
+    if mode == "aes":
+        enc = wx.Encrypted()
+        q, body = enc.post_args(wx.text_xml("o-cdata", "确认"))
+        resp = post(client, body, q=q)
+        sealed = resp.get_data(as_text=True)
+        envelope = xmltodict.parse(sealed)["xml"]
+        inner = enc.crypto.decrypt_message(sealed, envelope["MsgSignature"], envelope["TimeStamp"],
+                                           envelope["Nonce"])
+    else:
+        inner = post(client, wx.text_xml("o-cdata", "确认")).get_data(as_text=True)
+    reply = xmltodict.parse(inner)["xml"]
+    assert reply["Content"] == summary and reply["ToUserName"] == "o-cdata" and reply["MsgType"] == "text"
+    app.extensions["bot"].close()
+
+
+# --- freshness, replays and modes ------------------------------------------------------
+
+def count_messages(app):
+    return engine.connect(app.extensions["bot"].settings.storage.database)["messages"].count
+
+
+@pytest.mark.parametrize("age", [301, -301, 86400 * 30])
+def test_a_signed_request_outside_the_clock_window_is_refused(client, app, age):
+    stale = wx.query(timestamp=int(time.time()) - age)
+    assert post(client, wx.text_xml("o-old", "菜单"), q=stale).status_code == 403
+    assert client.get("/wechat?" + wx.query(timestamp=int(time.time()) - age, echostr="x")).status_code == 403
+    assert count_messages(app) == 0
+
+
+def test_a_captured_url_cannot_carry_another_message(client, app):
+    captured = wx.query()
+    assert MENU_MARK in wx.reply_content(post(client, wx.text_xml("o-victim", "菜单"), q=captured)
+                                         .get_data(as_text=True))
+    forged = post(client, wx.text_xml("o-victim", "我要申请贷款"), q=captured)
+    assert forged.status_code == 403
+    assert post(client, wx.event_xml("o-other", "subscribe"), q=captured).status_code == 403
+    assert count_messages(app) == 1
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
+    assert database.conn.execute("SELECT COUNT(*) FROM dialogues").fetchone()[0] == 0
+
+
+def test_wechats_resend_with_the_same_query_string_gets_the_stored_reply(client, app):
+    q, xml = wx.query(), wx.text_xml("o-late", "帮助", msg_id=31337)
+    first = wx.reply_content(post(client, xml, q=q).get_data(as_text=True))
+    again = post(client, xml, q=q)
+    assert again.status_code == 200 and wx.reply_content(again.get_data(as_text=True)) == first != ""
+    event_q, event = wx.query(), wx.event_xml("o-late", "CLICK", "MENU_CONTACT", create_time=1700000000)
+    assert post(client, event, q=event_q).status_code == 200
+    assert post(client, event, q=event_q).status_code == 200
+    assert count_messages(app) == 2
+
+
+def test_safe_mode_refuses_plain_messages_and_answers_encrypted_ones(tmp_path):
+    app = create_app(make_settings(tmp_path, wechat={"encoding_aes_key": wx.AES_KEY, "mode": "safe"}))
+    client = app.test_client()
+    assert post(client, wx.text_xml("o-safe", "菜单")).status_code == 403
+    enc = wx.Encrypted()
+    q, body = enc.post_args(wx.text_xml("o-safe", "菜单"))
+    assert MENU_MARK in enc.open_reply(post(client, body, q=q).get_data(as_text=True))
+    app.extensions["bot"].close()
+
+
+def refusal_lines(caplog):
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused a webhook")]
+
+
+def test_refusals_are_logged_once_a_minute_with_their_cause(tmp_path, caplog):
+    import logging
+    caplog.set_level(logging.WARNING)
+    app = create_app(make_settings(tmp_path, wechat={"encoding_aes_key": wx.AES_KEY}))
+    client = app.test_client()
+    for _ in range(3):
+        post(client, wx.text_xml("o-x", "菜单"), q=wx.query(token="wrong"))
+        q, body = wx.Encrypted(aes_key="Z" * 43).post_args(wx.text_xml("o-x", "菜单"))
+        assert post(client, body, q=q).status_code == 403
+    lines = refusal_lines(caplog)
+    assert len(lines) == 2
+    assert "bad signature" in lines[0] and "encoding_aes_key" in lines[1]
+    assert not any("o-x" in line for line in lines)
+    app.extensions["bot"].close()
+
+
+def test_an_encrypted_message_without_a_configured_key_is_refused_and_logged(client, caplog):
+    import logging
+    caplog.set_level(logging.WARNING)
+    q, body = wx.Encrypted().post_args(wx.text_xml("o-x", "菜单"), compat=True)
+    assert post(client, body, q=q).status_code == 403
+    assert any("encoding_aes_key is not set" in line for line in refusal_lines(caplog))
+
+
+# --- response headers ------------------------------------------------------------------
+
+def test_echostr_is_plain_text_that_browsers_may_not_sniff_or_frame(client):
+    resp = client.get("/wechat?" + wx.query(echostr="<html><script>alert(1)</script>"))
+    assert resp.status_code == 200 and resp.mimetype == "text/plain"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert resp.headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.parametrize("path", ["/wechat", "/api/ask", "/no-such-page"])
+def test_every_other_response_forbids_scripts_and_framing(client, path):
+    resp = client.post(path + "?" + wx.query(), data=wx.text_xml("o-h", "菜单").encode(),
+                       content_type="text/xml")
+    assert resp.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert resp.headers["X-Frame-Options"] == "DENY"
+
+
+def test_the_console_keeps_its_own_policy(client):
+    policy = client.get("/admin/login").headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "form-action 'self'" in policy
+
+
+def test_ask_api_refuses_absurdly_nested_json_with_a_short_error(client):
+    resp = client.post("/api/ask", data="[" * 5000 + "]" * 5000, content_type="application/json")
+    assert resp.status_code == 400 and "JSON" in resp.get_json()["error"]
+    deep_object = '{"q":' * 5000 + '"贷款"' + "}" * 5000
+    assert client.post("/api/ask", data=deep_object, content_type="application/json").status_code == 400
+    assert client.post("/api/ask", json={"q": "贷款怎么申请"}).status_code == 200
+
+
+def test_nonces_older_than_the_window_are_forgotten(client, app):
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
+    database.conn.execute("INSERT INTO protocol_nonces VALUES (?, ?, ?)",
+                          ("1:old", "msg:o-1:1", time.time() - 301))
+    database.conn.commit()
+    assert MENU_MARK in wx.reply_content(post(client, wx.text_xml("o-1", "菜单")).get_data(as_text=True))
+    kept = [r[0] for r in database.conn.execute("SELECT nonce FROM protocol_nonces")]
+    assert len(kept) == 1 and kept != ["1:old"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import secrets
 import time
 from urllib.parse import urlencode
 
@@ -20,8 +21,11 @@ def signature(token: str, timestamp: str, nonce: str) -> str:
     return hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()
 
 
-def query(token: str = TOKEN, **extra: str) -> str:
-    ts, nonce = str(int(time.time())), "n0nce42"
+def query(token: str = TOKEN, nonce: str | None = None, timestamp: int | None = None,
+          **extra: str) -> str:
+    """A signed query string; like WeChat, a fresh nonce each time unless one is given."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    nonce = nonce or secrets.token_hex(8)
     return urlencode({"signature": signature(token, ts, nonce), "timestamp": ts,
                       "nonce": nonce, **extra})
 
@@ -60,8 +64,8 @@ class Encrypted:
         self.token = token
         self.crypto = WeChatCrypto(token, aes_key, app_id)
 
-    def post_args(self, xml: str, compat: bool = False) -> tuple[str, str]:
-        ts, nonce = str(int(time.time())), "n0nce43"
+    def post_args(self, xml: str, compat: bool = False, nonce: str | None = None) -> tuple[str, str]:
+        ts, nonce = str(int(time.time())), nonce or secrets.token_hex(8)
         env = xmltodict.parse(self.crypto.encrypt_message(xml, nonce, ts))["xml"]
         q = urlencode({"signature": signature(self.token, ts, nonce), "timestamp": ts,
                        "nonce": nonce, "encrypt_type": "aes", "msg_signature": env["MsgSignature"]})

@@ -154,6 +154,16 @@ def m003_console(db: Database) -> None:
 
 
 @migrations()
+def m010_protocol_nonces(db: Database) -> None:
+    # Signed (timestamp, nonce) pairs seen within [wechat] max_clock_skew_seconds, with the
+    # message each carried: WeChat's resend repeats both with the same message, a replayed
+    # URL carries another one and is refused.
+    db.table("protocol_nonces").create({"nonce": str, "message_key": str, "seen_at": float},
+                                 pk="nonce", not_null={"message_key", "seen_at"})
+    db.table("protocol_nonces").create_index(["seen_at"])
+
+
+@migrations()
 def m011_push_results(db: Database) -> None:
     # What WeChat reports after accepting a send (TEMPLATESENDJOBFINISH, MASSSENDJOBFINISH):
     # the msgid it returned and, once reported, its final Status ("success", "failed:…").
