@@ -94,7 +94,8 @@ def test_questions_no_topic_covers_get_no_policy_answer(client, question):
     assert found["band"] != "answer"
 
 
-@pytest.mark.parametrize("message", ["你好", "在吗", "谢谢", "好的", "hi", "👍", "[微笑]", "您好！", "谢谢啦"])
+@pytest.mark.parametrize("message", ["你好", "在吗", "谢谢", "好的", "hi", "👍", "[微笑]", "您好！",
+                                     "谢谢啦"])
 def test_small_talk_gets_a_friendly_line_not_i_dont_know(app, client, message):
     chat = Chat(client, "o-small-talk")
     reply = chat.say(message)

@@ -25,7 +25,8 @@ CONTRACT_IDS = (
     "relax.scope-name",
     "encourage.cadres", "encourage.returnees", "encourage.rural-talent",
     "encourage.tech-staff", "encourage.private-owners",
-    "support.loan", "support.startup-subsidy", "support.tax", "support.land", "support.training", "support.service",
+    "support.loan", "support.startup-subsidy", "support.tax", "support.land", "support.training",
+    "support.service",
     "industry.tea", "industry.vegetables", "industry.livestock",
     "service.apply-training", "service.apply-loan", "service.status", "service.contact",
     "service.announcements", "service.investment", "service.awards", "service.human",
@@ -327,7 +328,8 @@ def _read_topic(source: _Source, topic_id: str, raw: dict[str, typing.Any],
     lists: dict[str, tuple[str, ...]] = {}
     for key in ("keywords", "examples"):
         value = raw.get(key)
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        if (not isinstance(value, list) or not value
+                or not all(isinstance(v, str) and v.strip() for v in value)):
             fail(key if key in raw else None, f"缺少 {key}（非空字符串列表）")
             value = []
         lists[key] = tuple(v.strip() for v in value)

@@ -28,6 +28,7 @@ import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -277,7 +278,7 @@ class Matcher:
                                             round(min(score, top), 1)))
         if office is not None and not (top >= self.settings.answer_threshold
                                        and office[1] in self._claimed[top_id]):
-            return self._refer(office, top, tuple(candidates))
+            return Match("referral", None, top, tuple(candidates), office=office[0])
         if top >= self.settings.answer_threshold and unexplained <= MAX_UNEXPLAINED:
             return Match("answer", top_id, top, tuple(candidates))
         # A topic that explains none of the question's words is no suggestion either.
@@ -306,11 +307,11 @@ class Matcher:
             return []
         return list(dict.fromkeys(m.group(0) for t in texts for m in self._cue_pattern.finditer(t)))
 
-    def _refer(self, office: tuple[str, str] | None, score: float = 0.0,
-               candidates: tuple[Candidate, ...] = ()) -> Match | None:
+    def _refer(self, office: tuple[str, str] | None) -> Match | None:
+        """A referral to the office, when the question named one."""
         if office is None:
             return None
-        return Match("referral", None, score, candidates, office=office[0])
+        return Match("referral", None, 0.0, (), office=office[0])
 
     def _is_vague(self, text: str) -> bool:
         """True when every word of the question is a generic word (政策, 补贴, 有啥...)."""
@@ -549,7 +550,7 @@ def _synonym_pattern(synonyms: dict[str, str]) -> tuple[re.Pattern[str] | None, 
     return re.compile("|".join(re.escape(v) for v in sorted(canonical, key=len, reverse=True))), canonical
 
 
-def _longest_first(words: dict[str, object]) -> re.Pattern[str] | None:
+def _longest_first(words: Collection[str]) -> re.Pattern[str] | None:
     """A regex matching any of the words, longer words first."""
     if not words:
         return None
