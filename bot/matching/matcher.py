@@ -149,6 +149,8 @@ class Matcher:
         self._naming_terms = _longest_first(
             dict.fromkeys(t for t in terms if len(t) >= 3 and t not in self._vague_words))
         self._generic = self._vague_words | {normalise(w) for w in kb.generic_words}
+        # Read at build time, so the first villager's question does not wait for it.
+        self._function_words = _function_words()
         self._tokenizer = tokenizer or _new_tokenizer()
         for term in _dictionary_terms(kb, self._synonyms[1]):
             self._tokenizer.add_word(term, freq=20000)
@@ -375,7 +377,7 @@ class Matcher:
 
     def _salient(self, words: tuple[str, ...]) -> list[str]:
         """The words that say what the question is about (no particles, generic or place words)."""
-        function_words = _function_words()
+        function_words = self._function_words
         return [w for w in dict.fromkeys(words)
                 if HAN.match(w) and w not in STOPWORDS and w not in self._generic
                 and w not in function_words and not self._made_of_generic_words(w)
