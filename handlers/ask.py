@@ -91,7 +91,8 @@ def answer_question(inbound: Inbound, ctx: Context) -> Reply:
     if match.band in UNANSWERED_BANDS:
         best = match.candidates[0].topic_id if match.candidates else None
         # People send their phone or ID number here too (e.g. to a form that timed out).
-        messages.record_unanswered(ctx.db, inbound.openid, mask_text(inbound.text), match.band, best, match.score)
+        messages.record_unanswered(ctx.db, inbound.openid, mask_text(inbound.text), match.band, best,
+                                   match.score)
     if match.band in ("suggest", "overview"):
         menu.remember_list(ctx, inbound.openid, "suggest", [c.topic_id for c in match.candidates])
     else:

@@ -60,6 +60,8 @@ REFERRALS = [
     ("事业单位的人怎么考公务员", "人事"),
     ("孩子户口迁到县城要什么材料", "派出所"),
     ("身份证丢了在哪补办", "派出所"),
+    ("考事业单位要什么条件", "人事"),
+    ("办理身份证要多久", "派出所"),
 ]
 
 
@@ -92,7 +94,8 @@ def test_questions_no_topic_covers_get_no_policy_answer(client, question):
     assert found["band"] != "answer"
 
 
-@pytest.mark.parametrize("message", ["你好", "在吗", "谢谢", "好的", "hi", "👍", "[微笑]", "您好！", "谢谢啦"])
+@pytest.mark.parametrize("message", ["你好", "在吗", "谢谢", "好的", "hi", "👍", "[微笑]", "您好！",
+                                     "谢谢啦"])
 def test_small_talk_gets_a_friendly_line_not_i_dont_know(app, client, message):
     chat = Chat(client, "o-small-talk")
     reply = chat.say(message)
@@ -134,9 +137,36 @@ def test_chat_pinyin_and_abbreviations_are_understood(client, question, topics):
     ("开业以后能领一次性补贴吗", "support.startup-subsidy"),
     ("租门面的房租政府给补吗", "support.startup-subsidy"),
     ("在自己家里开店能办执照吗", "relax.premises"),
+    ("开个小吃店要啥条件", "relax.registration"),
+    ("草根出身能创业吗", "encourage.private-owners"),
 ])
 def test_new_coverage_is_answered(client, question, topic):
     assert ask(client, question)["topic"] == topic
+
+
+# Each scores high on some topic's words, but its main words are about something else:
+# another town's talent market, a club, a second topic's subject (用地 is support.land's).
+@pytest.mark.parametrize("question, band", [
+    ("隔壁市的人才市场几点开门", "suggest"),
+    ("成立一个钓鱼协会要什么手续", "unknown"),
+    ("家庭农场要建大棚用地怎么批", "suggest"),
+])
+def test_a_topic_that_does_not_explain_the_question_does_not_answer_it(client, question, band):
+    found = ask(client, question)
+    assert found["topic"] is None
+    assert found["band"] == band
+
+
+def test_the_candidate_that_explains_the_whole_question_answers(client):
+    # The application form knows 贷款 and 贴息 but says nothing about returning home.
+    assert ask(client, "返乡贷款有没有贴息")["topic"] == "support.loan"
+
+
+def test_unexplained_question_is_listed_for_staff_with_choices(app, client):
+    chat = Chat(client, "o-unexplained")
+    reply = chat.say("家庭农场要建大棚用地怎么批")
+    assert "您是不是想问" in reply and "用地" in reply
+    assert "家庭农场要建大棚用地怎么批" in unanswered(app)
 
 
 def test_ask_command_shows_the_referral_office(tmp_path):

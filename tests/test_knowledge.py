@@ -186,4 +186,5 @@ def test_load_error_says_how_many_more_problems_there_are(tmp_path):
 
 
 def test_missing_folder_is_one_problem(tmp_path):
-    assert check_knowledge(tmp_path / "nowhere", MatcherSettings()) == [f"{tmp_path / 'nowhere'}: 知识库目录不存在"]
+    missing = tmp_path / "nowhere"
+    assert check_knowledge(missing, MatcherSettings()) == [f"{missing}: 知识库目录不存在"]

@@ -65,8 +65,8 @@ def test_broken_edit_keeps_old_base_serving(live_app, policies):
 
 def test_reload_command_refuses_broken_base(tmp_path, policies):
     config = tmp_path / "config.toml"
-    config.write_text(f'[matcher]\npolicies_dir = "{policies}"\n[storage]\ndatabase = "{tmp_path / "b.db"}"\n',
-                      encoding="utf-8")
+    config.write_text(f'[matcher]\npolicies_dir = "{policies}"\n'
+                      f'[storage]\ndatabase = "{tmp_path / "b.db"}"\n', encoding="utf-8")
     ok = CliRunner().invoke(cli, ["--config", str(config), "reload"])
     assert ok.exit_code == 0 and "重新加载" in ok.output
     edit(policies / "support.toml", "[topics.\"support.loan\"]", "[topics.\"support.loan\"")
@@ -77,8 +77,8 @@ def test_reload_command_refuses_broken_base(tmp_path, policies):
 def test_start_up_refuses_broken_base_with_file_name(tmp_path, policies):
     edit(policies / "encourage.toml", 'title = "五个鼓励"', 'title = 5')
     config = tmp_path / "config.toml"
-    config.write_text(f'[matcher]\npolicies_dir = "{policies}"\n[storage]\ndatabase = "{tmp_path / "b.db"}"\n',
-                      encoding="utf-8")
+    config.write_text(f'[matcher]\npolicies_dir = "{policies}"\n'
+                      f'[storage]\ndatabase = "{tmp_path / "b.db"}"\n', encoding="utf-8")
     result = CliRunner().invoke(cli, ["--config", str(config), "ask", "贷款"])
     assert result.exit_code != 0 and "encourage.toml" in result.output and "Traceback" not in result.output
 
@@ -88,5 +88,6 @@ def test_a_repeated_question_follows_a_new_keyword(live_app, policies):
     chat = Chat(live_app.test_client())
     question = "直播带货有没有补贴"
     assert "3年内免收行政事业性收费" not in chat.say(question)
-    edit(policies / "support.toml", 'keywords = [\n    "税费减免",', 'keywords = [\n    "直播带货", "税费减免",')
+    edit(policies / "support.toml", 'keywords = [\n    "税费减免",',
+         'keywords = [\n    "直播带货", "税费减免",')
     assert "3年内免收行政事业性收费" in chat.say(question)

@@ -1,8 +1,9 @@
 """Load and validate the policy knowledge base: policies/*.toml -> KnowledgeBase.
 
 One TOML file per category (the file name is the category id), plus synonyms.toml, the
-directory of other offices (offices.toml), small talk (small_talk.toml) and the overview
-for vague questions (overview.toml); the format is described in policies/README.md. Loading stops at the first broken file with a
+directory of other offices (offices.toml), small talk (small_talk.toml), the overview
+for vague questions (overview.toml) and the generic words a topic need not explain
+(generic.toml); the format is described in policies/README.md. Loading stops at the first broken file with a
 KnowledgeError naming file and line; check_knowledge() lists every problem it can find,
 including the content contract of shared/policy-spec.md.
 """
@@ -24,7 +25,8 @@ CONTRACT_IDS = (
     "relax.scope-name",
     "encourage.cadres", "encourage.returnees", "encourage.rural-talent",
     "encourage.tech-staff", "encourage.private-owners",
-    "support.loan", "support.startup-subsidy", "support.tax", "support.land", "support.training", "support.service",
+    "support.loan", "support.startup-subsidy", "support.tax", "support.land", "support.training",
+    "support.service",
     "industry.tea", "industry.vegetables", "industry.livestock",
     "service.apply-training", "service.apply-loan", "service.status", "service.contact",
     "service.announcements", "service.investment", "service.awards", "service.human",
@@ -34,6 +36,7 @@ SYNONYMS_FILE = "synonyms.toml"
 OFFICES_FILE = "offices.toml"
 SMALL_TALK_FILE = "small_talk.toml"
 OVERVIEW_FILE = "overview.toml"
+GENERIC_FILE = "generic.toml"
 SMALL_TALK_KINDS = ("greeting", "thanks", "ack", "particles")
 PLACEHOLDERS = ("county", "bureau", "address", "hours", "hotline")
 DETAIL_FIELDS = ("eligibility", "benefits", "how_to_apply", "documents", "office")
@@ -90,6 +93,8 @@ class KnowledgeBase:
     # kind (greeting, thanks, ack, particles) -> words (small_talk.toml)
     small_talk: dict[str, tuple[str, ...]] = field(default_factory=dict)
     overview: Overview | None = None
+    # words that ask (怎么, 多久, 条件) rather than name a subject (generic.toml)
+    generic_words: tuple[str, ...] = ()
     # chat abbreviation -> term, e.g. "zm" -> "怎么" (synonyms.toml [abbreviations])
     abbreviations: dict[str, str] = field(default_factory=dict)
     # (file name, mtime_ns, size) of every file read, so reload() can skip unchanged data.
@@ -213,10 +218,13 @@ def _read(path: Path) -> tuple[KnowledgeBase, list[str]]:
         if file.name == OVERVIEW_FILE:
             extras["overview"] = _read_overview(source, data, problems)
             continue
+        if file.name == GENERIC_FILE:
+            extras["generic_words"] = _read_word_lists(source, data, ("words",), problems).get("words", ())
+            continue
         if file.stem not in CATEGORY_IDS:
             problems.append(f"{file}:1: 未知分类 {file.stem}，文件名应为 "
                             f"{', '.join(CATEGORY_IDS)} 之一（或 {SYNONYMS_FILE}、{OFFICES_FILE}、"
-                            f"{SMALL_TALK_FILE}、{OVERVIEW_FILE}）")
+                            f"{SMALL_TALK_FILE}、{OVERVIEW_FILE}、{GENERIC_FILE}）")
             continue
         category = _read_category(source, data, problems)
         for topic in _read_topics(source, data, problems, seen_in):
@@ -320,7 +328,8 @@ def _read_topic(source: _Source, topic_id: str, raw: dict[str, typing.Any],
     lists: dict[str, tuple[str, ...]] = {}
     for key in ("keywords", "examples"):
         value = raw.get(key)
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        if (not isinstance(value, list) or not value
+                or not all(isinstance(v, str) and v.strip() for v in value)):
             fail(key if key in raw else None, f"缺少 {key}（非空字符串列表）")
             value = []
         lists[key] = tuple(v.strip() for v in value)

@@ -117,7 +117,7 @@ class EvalReport:
     @property
     def suggested_right(self) -> int:
         """Misses where the right topic was the first suggestion (not counted as correct)."""
-        return sum(not o.correct and o.match.band == "suggest" and o.match.candidates
+        return sum(not o.correct and o.match.band == "suggest" and bool(o.match.candidates)
                    and o.match.candidates[0].topic_id == o.expected for o in self.outcomes)
 
     @property

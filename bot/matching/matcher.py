@@ -13,6 +13,11 @@ topics yields a few candidates without scanning the whole knowledge base; each i
 how much weight its titles, keywords and examples share with the question, by the share of
 the question they explain, and by rapidfuzz similarity of the pinyin to its closest example.
 The score (0-100) chooses the band: answer, suggest ("您是不是想问") or unknown.
+
+A high score is not enough to answer: the topic must also explain the question's salient
+words (those that are not particles, function words, numerals, places, or the generic
+words of generic.toml). A topic whose text leaves more than half of their weight
+unexplained does not answer; a candidate that explains them all may answer instead.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -69,6 +75,17 @@ TAU = 5.0
 COVER_FLOOR = 0.7
 # Pinyin similarity (0-100) from which a question counts as repeating an example.
 NEAR_REPEAT = 60
+# Largest share of a question's salient weight that the answering topic may leave
+# unexplained: more than half, and the topic is about something else.
+MAX_UNEXPLAINED = 0.5
+# A single character is an ambiguous word (开, 小, 交): half the weight of a longer one.
+SINGLE_CHAR_WEIGHT = 0.5
+# jieba part-of-speech tags of words that name no subject: numerals, time words, pronouns,
+# conjunctions, adverbs, prepositions, particles, interjections, measure words, places.
+# Three or more characters ending so are place names (荣成市, 湖北省): other places' rules
+# are answered with the county's own.
+PLACE_SUFFIXES = "省市县州区"
+FUNCTION_TAGS = frozenset("m mq t r c d p u uj ul uz ud ug uv y e o q f ns zg k h".split())
 
 
 
@@ -94,6 +111,7 @@ class _Analysis:
     text: str
     syllables: str  # fuzzy pinyin, space-separated, for rapidfuzz
     features: frozenset[str]  # kind letter (KIND_WEIGHT) + word or pinyin
+    words: tuple[str, ...] = ()  # the text cut into words
 
 
 @dataclass(frozen=True)
@@ -130,6 +148,9 @@ class Matcher:
         terms = {self._replace_synonyms(normalise(k)) for t in kb.topics.values() for k in t.keywords}
         self._naming_terms = _longest_first(
             dict.fromkeys(t for t in terms if len(t) >= 3 and t not in self._vague_words))
+        self._generic = self._vague_words | {normalise(w) for w in kb.generic_words}
+        # Read at build time, so the first villager's question does not wait for it.
+        self._function_words = _function_words()
         self._tokenizer = tokenizer or _new_tokenizer()
         for term in _dictionary_terms(kb, self._synonyms[1]):
             self._tokenizer.add_word(term, freq=20000)
@@ -148,6 +169,7 @@ class Matcher:
         self._vocab: dict[str, Counter[str]] = {}
         self._keyword_features: dict[str, frozenset[str]] = {}
         self._topic_text: dict[str, str] = {}
+        self._explained_text: dict[str, str] = {}
         # Documents are stored topic by topic: topic id -> (first, end) document numbers.
         self._doc_range: dict[str, tuple[int, int]] = {}
         # topic id -> (document number, pinyin) of its examples, for near-repeat scoring
@@ -182,6 +204,10 @@ class Matcher:
             self._claimed[topic.id] = frozenset(
                 self._replace_synonyms(normalise(t)) for t in (topic.title, *topic.keywords))
             self._topic_text[topic.id] = "|".join(texts)
+            # What the topic talks about, for the salience check: its documents, and the
+            # answer and details the villager would read.
+            told = self._replace_synonyms(normalise(" ".join((topic.answer, *topic.details.values()))))
+            self._explained_text[topic.id] = self._topic_text[topic.id] + "|" + told
             self._factors[topic.id] = _factors(vocab, self._keyword_features[topic.id], frozenset())
             self._sounds_only[topic.id] = [sound for _, sound in self._example_sounds[topic.id]]
         # The inverted index: feature -> topics whose documents use it.
@@ -235,6 +261,17 @@ class Matcher:
         # Ties go to the topic listed first in the knowledge base, the same in every process.
         ranked = sorted(scored.items(), key=lambda item: (-item[1], self._order[item[0]]))
         top_id, top = ranked[0]
+        salient = self._salient(analysis.words)
+        unexplained = self._unexplained(salient, top_id)
+        if unexplained > 0 and top >= self.settings.answer_threshold:
+            # Another good candidate that explains every salient word answers instead.
+            better = next((topic_id for topic_id, score in ranked[1:MAX_CANDIDATE_TOPICS]
+                           if score >= self.settings.answer_threshold
+                           and self._unexplained(salient, topic_id) == 0), None)
+            if better is not None:
+                ranked.sort(key=lambda item: item[0] != better)
+                top_id, unexplained = better, 0.0
+                top = scored[better]
         top = round(max(0.0, min(100.0, top)), 1)
         candidates = [Candidate(top_id, self.kb.topics[top_id].title, top)]
         for topic_id, score in ranked[1:self.settings.max_suggestions]:
@@ -243,10 +280,11 @@ class Matcher:
                                             round(min(score, top), 1)))
         if office is not None and not (top >= self.settings.answer_threshold
                                        and office[1] in self._claimed[top_id]):
-            return self._refer(office, top, tuple(candidates))
-        if top >= self.settings.answer_threshold:
+            return Match("referral", None, top, tuple(candidates), office=office[0])
+        if top >= self.settings.answer_threshold and unexplained <= MAX_UNEXPLAINED:
             return Match("answer", top_id, top, tuple(candidates))
-        band: Band = "suggest" if top >= self.settings.suggest_threshold else "unknown"
+        # A topic that explains none of the question's words is no suggestion either.
+        band: Band = "suggest" if top >= self.settings.suggest_threshold and unexplained < 1 else "unknown"
         return Match(band, None, top, tuple(candidates))
 
     def _expand_abbreviations(self, question: str) -> str:
@@ -271,11 +309,11 @@ class Matcher:
             return []
         return list(dict.fromkeys(m.group(0) for t in texts for m in self._cue_pattern.finditer(t)))
 
-    def _refer(self, office: tuple[str, str] | None, score: float = 0.0,
-               candidates: tuple[Candidate, ...] = ()) -> Match | None:
+    def _refer(self, office: tuple[str, str] | None) -> Match | None:
+        """A referral to the office, when the question named one."""
         if office is None:
             return None
-        return Match("referral", None, score, candidates, office=office[0])
+        return Match("referral", None, 0.0, (), office=office[0])
 
     def _is_vague(self, text: str) -> bool:
         """True when every word of the question is a generic word (政策, 补贴, 有啥...)."""
@@ -335,7 +373,43 @@ class Matcher:
             if i + 1 < len(syllables) and syllables[i + 1] != "|":
                 features.add("b" + syllable + " " + syllables[i + 1])
         spoken = " ".join(s for s in syllables if s != "|")
-        return _Analysis(text, spoken, frozenset(features))
+        return _Analysis(text, spoken, frozenset(features), tuple(words))
+
+    def _salient(self, words: tuple[str, ...]) -> list[str]:
+        """The words that say what the question is about (no particles, generic or place words)."""
+        function_words = self._function_words
+        return [w for w in dict.fromkeys(words)
+                if HAN.match(w) and w not in STOPWORDS and w not in self._generic
+                and w not in function_words and not self._made_of_generic_words(w)
+                and not (len(w) >= 3 and w[-1] in PLACE_SUFFIXES)]
+
+    def _made_of_generic_words(self, word: str) -> bool:
+        """优惠政策 = 优惠 + 政策, 办理流程 = 办理 + 流程: a compound of generic words."""
+        ok = [True] + [False] * len(word)
+        for end in range(1, len(word) + 1):
+            ok[end] = any(ok[start] and word[start:end] in self._generic for start in range(end))
+        return ok[-1]
+
+    def _unexplained(self, salient: list[str], topic_id: str) -> float:
+        """Share (0-1) of the salient words' weight that the topic's text does not use."""
+        named = self._keyword_features[topic_id]
+        total = missing = 0.0
+        for word in salient:
+            weight = self._idf.get("w" + word, self._unknown_idf)
+            weight *= SINGLE_CHAR_WEIGHT if len(word) == 1 else KEYWORD_BOOST if "w" + word in named else 1.0
+            total += weight
+            if not self._explains(topic_id, word):
+                missing += weight
+        return missing / total if total else 0.0
+
+    def _explains(self, topic_id: str, word: str) -> bool:
+        """The topic uses the word, or (for a typo the speller missed) all its syllable pairs."""
+        vocab = self._vocab[topic_id]
+        canonical = self._synonyms[1].get(word, word)  # 下岗工人 after the speller's 下刚工人
+        if any("w" + w in vocab or w in self._explained_text[topic_id] for w in {word, canonical}):
+            return True
+        sounds = self._sounds(word)
+        return len(sounds) > 1 and all(f"b{a} {b}" in vocab for a, b in zip(sounds, sounds[1:]))
 
     def _parts(self, words: list[str]) -> list[str]:
         """Dictionary words inside longer words, as jieba's search mode finds them."""
@@ -466,6 +540,10 @@ def _synonym_pattern(synonyms: dict[str, str]) -> tuple[re.Pattern[str] | None, 
         if A_NOT_A.search(variant):
             continue  # 能不能 is already reduced to 能, which must not become a variant
         key = normalise(variant)
+        # A variant that normalises to one character (哪哈 loses the filler 哈) would
+        # replace that character everywhere (有哪些 -> 有哪里些).
+        if len(key) < 2 <= len(variant):
+            continue
         if key and key not in canonical:
             canonical[key] = normalise(term)
     canonical = {k: v for k, v in canonical.items() if k}
@@ -474,7 +552,7 @@ def _synonym_pattern(synonyms: dict[str, str]) -> tuple[re.Pattern[str] | None, 
     return re.compile("|".join(re.escape(v) for v in sorted(canonical, key=len, reverse=True))), canonical
 
 
-def _longest_first(words: dict[str, object]) -> re.Pattern[str] | None:
+def _longest_first(words: Collection[str]) -> re.Pattern[str] | None:
     """A regex matching any of the words, longer words first."""
     if not words:
         return None
@@ -507,6 +585,18 @@ def _base_dictionary() -> tuple[dict[str, int], int]:
     # Parsed directly: initialize() keeps a cache file in the shared /tmp, which any local
     # user can replace, and loading it is no faster than parsing (0.7 s either way).
     return tokenizer.gen_pfdict(tokenizer.get_dict_file())
+
+
+@functools.cache
+def _function_words() -> frozenset[str]:
+    """Words of jieba's dictionary that name no subject (~0.2 s, once per process).
+
+    Those tagged as function, number, time or place words, and single characters that are
+    not nouns (开, 满, 可): 猪, 税 and 茶 stay.
+    """
+    with jieba.Tokenizer().get_dict_file() as lines:
+        return frozenset(word for word, _, tag in (line.decode("utf-8").split() for line in lines)
+                         if tag in FUNCTION_TAGS or (len(word) == 1 and not tag.startswith("n")))
 
 
 def _new_tokenizer() -> jieba.Tokenizer:

@@ -57,7 +57,8 @@ def split_pinyin(word: str) -> list[str] | None:
         for start in range(max(0, end - MAX_SYLLABLE), end):
             head = best[start]
             if head is not None and word[start:end] in SYLLABLES:
-                if best[end] is None or len(head) + 1 < len(best[end]):
+                known = best[end]
+                if known is None or len(head) + 1 < len(known):
                     best[end] = head + [word[start:end]]
     return best[-1]
 

@@ -41,7 +41,12 @@ class SmallTalk:
             # Bare punctuation (？？) is not: it may be a confused user.
             return "ack" if had_emoticon or any(_is_emoji(c) for c in message) else None
         found: list[str] = []
-        rest = self._pattern.sub(lambda m: found.append(m.group(0)) or "", text)
+
+        def take(m: re.Match[str]) -> str:
+            found.append(m.group(0))
+            return ""
+
+        rest = self._pattern.sub(take, text)
         kinds = [self._kind[w] for w in found if w in self._kind]
         if rest or not kinds:
             return None

@@ -13,6 +13,8 @@ from bot.matching.pinyin import fuzzy, split_pinyin
 QUESTION_WORD = re.compile("什么|怎么|多少|哪|谁|几|啥|吗|呢|不|没")
 # Longest knowledge-base term the speller and the jieba dictionary deal with.
 MAX_TERM = 6
+# jieba frequency from which a two-character word counts as common (人才 8742, 食堂 660).
+COMMON_WORD = 100
 
 
 class Speller:
@@ -68,9 +70,11 @@ class Speller:
                 target = self._exact.get(tuple(sounds[i:i + size]))
                 if target == window:
                     break
-                # A real word is not a typo; a typo keeps most of its characters.
+                # A real word is not a typo; a typo keeps most of its characters, and it
+                # does not cut through a common word (人才市场 is not 人 + 菜市场).
                 if (target and not self._words.get(window)
-                        and sum(a != b for a, b in zip(window, target)) <= max(1, size // 2)):
+                        and sum(a != b for a, b in zip(window, target)) <= max(1, size // 2)
+                        and not self._cuts_word(run, i, i + size)):
                     break
             else:
                 out.append(run[i])
@@ -79,6 +83,11 @@ class Speller:
             out.append(target)
             i += size
         return "".join(out)
+
+    def _cuts_word(self, run: str, start: int, end: int) -> bool:
+        """True when run[start:end] splits a common word at either edge (才 of 人才)."""
+        edges = (run[start - 1:start + 1] if start else "", run[end - 1:end + 1] if end < len(run) else "")
+        return any(self._words.get(edge, 0) >= COMMON_WORD for edge in edges)
 
     def _correct_pinyin(self, run: str) -> str:
         pieces = split_pinyin(run)
