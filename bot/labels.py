@@ -22,3 +22,8 @@ DETAILS = {"eligibility": "适用对象", "benefits": "政策内容", "how_to_ap
            "documents": "所需材料", "office": "办理地点"}
 # How well the bot understood a question, by match band.
 BANDS = {"answer": "直接答复", "suggest": "您是不是想问", "unknown": "没听懂"}
+
+
+def yuan(amount: int) -> str:
+    """An amount as people say it: 5万元, 35000元."""
+    return f"{amount // 10000}万元" if amount % 10000 == 0 else f"{amount}元"

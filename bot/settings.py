@@ -164,7 +164,10 @@ class Course:
 
 @dataclass(frozen=True)
 class LoanSettings:
-    ceiling_yuan: int = 50000
+    # The figures the loan form enforces and the policy answers quote ({loan_ceiling} …).
+    ceiling_yuan: int = 50000  # one person
+    partnership_ceiling_yuan: int = 200000
+    term_years: int = 2
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def answer_topic(ctx: Context, inbound: Inbound, topic_id: str, parent: str | No
 def details(ctx: Context, topic_id: str) -> Reply:
     """Who qualifies, what you get, how to apply, what to bring, where to go."""
     kb = ctx.library.kb
-    filled = kb.render_details(topic_id, ctx.settings.county)
+    filled = ctx.library.details(topic_id)
     body = "\n".join(f"【{label}】{filled[key]}" for key, label in DETAIL_LABELS.items() if filled.get(key))
     return Reply(text=f"{kb.topics[topic_id].title}\n{body}", topic=topic_id, band="answer")
 

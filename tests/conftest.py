@@ -39,7 +39,7 @@ def _shared_library(settings: Settings) -> Library:
 def create_app(settings: Settings) -> Flask:
     """create_app, sharing one Library among apps that serve the shipped knowledge base."""
     default = make_settings(Path("/nonexistent"))
-    if settings.matcher == default.matcher and settings.county == default.county:
+    if (settings.matcher, settings.county, settings.loan) == (default.matcher, default.county, default.loan):
         return _create_app(settings, _shared_library(default))
     return _create_app(settings)
 

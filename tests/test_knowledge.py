@@ -4,8 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.knowledge.load import CONTRACT_IDS, MIN_EXAMPLES, KnowledgeError, check_knowledge, load_knowledge
-from bot.settings import CountySettings, MatcherSettings
+from bot.knowledge.load import (
+    CONTRACT_IDS,
+    MIN_EXAMPLES,
+    KnowledgeError,
+    check_knowledge,
+    load_knowledge,
+    placeholder_values,
+)
+from bot.settings import CountySettings, LoanSettings, MatcherSettings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "policies"
 SHIPPED = Path(__file__).parent.parent / "policies"
@@ -61,9 +68,10 @@ def test_render_answer_fills_county_placeholders():
     kb = load_knowledge(FIXTURES)
     county = CountySettings(name="青山县", bureau="青山县人社局", address="政务中心二楼",
                             hours="工作日", hotline="0000-1")
-    assert kb.render_answer("service.contact", county) == "地址：政务中心二楼；时间：工作日；电话：0000-1。"
-    assert "青山县人社局公布为准" in kb.render_answer("support.loan", county)
-    assert kb.render_details("relax.registration", county)["office"] == "政务中心二楼"
+    values = placeholder_values(county, LoanSettings())
+    assert kb.render_answer("service.contact", values) == "地址：政务中心二楼；时间：工作日；电话：0000-1。"
+    assert "青山县人社局公布为准" in kb.render_answer("support.loan", values)
+    assert kb.render_details("relax.registration", values)["office"] == "政务中心二楼"
 
 
 def test_reload_returns_same_object_until_a_file_changes(tmp_path):

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from bot.knowledge.load import KnowledgeBase, KnowledgeError, load_knowledge
+from bot.knowledge.load import KnowledgeBase, KnowledgeError, load_knowledge, placeholder_values
 from bot.matching.matcher import Match, Matcher
 from bot.settings import Settings
 
@@ -32,6 +32,7 @@ class Library:
 
     def __init__(self, settings: Settings):
         self._settings = settings
+        self._values = placeholder_values(settings.county, settings.loan)
         self._loaded = self._build(load_knowledge(settings.matcher.policies_dir), None)
         self._lock = threading.Lock()
         self._checked_at = time.monotonic()
@@ -49,8 +50,12 @@ class Library:
         return self._loaded.matcher.match(question)
 
     def answer_text(self, topic_id: str) -> str:
-        """A topic's answer with the county's details filled in."""
+        """A topic's answer with the county's details and the loan figures filled in."""
         return self._loaded.answers[topic_id]
+
+    def details(self, topic_id: str) -> dict[str, str]:
+        """A topic's details, filled in like its answer, in DETAIL_FIELDS order."""
+        return self._loaded.kb.render_details(topic_id, self._values)
 
     def reload(self) -> bool:
         """Reload now if the files changed; on a broken edit keep serving the old base."""
@@ -77,5 +82,5 @@ class Library:
     def _build(self, kb: KnowledgeBase, previous: Matcher | None) -> _Loaded:
         matcher = previous.reload(kb) if previous else Matcher(kb, self._settings.matcher)
         # Filled once per load: every answered question needs one.
-        answers = {tid: kb.render_answer(tid, self._settings.county) for tid in kb.topics}
+        answers = {tid: kb.render_answer(tid, self._values) for tid in kb.topics}
         return _Loaded(kb, matcher, answers)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 import tomllib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.settings import CountySettings, MatcherSettings
+from bot.labels import yuan
+from bot.settings import CountySettings, LoanSettings, MatcherSettings
 
 CATEGORY_IDS = ("relax", "encourage", "support", "industry", "service")
 
@@ -38,7 +40,10 @@ SMALL_TALK_FILE = "small_talk.toml"
 OVERVIEW_FILE = "overview.toml"
 GENERIC_FILE = "generic.toml"
 SMALL_TALK_KINDS = ("greeting", "thanks", "ack", "particles")
-PLACEHOLDERS = ("county", "bureau", "address", "hours", "hotline")
+PLACEHOLDERS = ("county", "bureau", "address", "hours", "hotline", "loan_ceiling",
+                "loan_partnership_ceiling", "loan_term")
+# The note that a figure is a demonstration value; one per answer is enough.
+SAMPLE_NOTE = re.compile(r"（(?:均为)?示例数字[^）]*）")
 DETAIL_FIELDS = ("eligibility", "benefits", "how_to_apply", "documents", "office")
 TOPIC_FIELDS = ("title", "answer", "keywords", "examples", "details")
 MIN_EXAMPLES = 6
@@ -100,14 +105,17 @@ class KnowledgeBase:
     # (file name, mtime_ns, size) of every file read, so reload() can skip unchanged data.
     fingerprint: tuple[tuple[str, int, int], ...] = field(default=(), compare=False)
 
-    def render_answer(self, topic_id: str, county: CountySettings) -> str:
-        """The topic's answer with {county}, {bureau}, ... filled from configuration."""
-        return fill_placeholders(self.topics[topic_id].answer, county)
+    def render_answer(self, topic_id: str, values: Mapping[str, str]) -> str:
+        """The topic's answer with {county}, {loan_ceiling}, ... filled from configuration
+        (see placeholder_values), the sample-figure note kept once."""
+        return _one_sample_note([fill_placeholders(self.topics[topic_id].answer, values)])[0]
 
-    def render_details(self, topic_id: str, county: CountySettings) -> dict[str, str]:
-        """The topic's details with placeholders filled, in DETAIL_FIELDS order."""
+    def render_details(self, topic_id: str, values: Mapping[str, str]) -> dict[str, str]:
+        """The topic's details with placeholders filled, in DETAIL_FIELDS order; shown
+        together, so the sample-figure note is kept once across them."""
         details = self.topics[topic_id].details
-        return {key: fill_placeholders(details[key], county) for key in DETAIL_FIELDS}
+        filled = _one_sample_note([fill_placeholders(details[key], values) for key in DETAIL_FIELDS])
+        return dict(zip(DETAIL_FIELDS, filled))
 
     def is_stale(self) -> bool:
         """True when a file under source was added, removed or changed since loading."""
@@ -120,11 +128,34 @@ class KnowledgeBase:
         return load_knowledge(self.source)
 
 
-def fill_placeholders(text: str, county: CountySettings) -> str:
+def placeholder_values(county: CountySettings, loan: LoanSettings) -> dict[str, str]:
+    """What each {placeholder} of an answer stands for: the county's own facts and the loan
+    figures the loan form enforces, so the answers and the form cannot disagree."""
+    return {"county": county.name, "bureau": county.bureau, "address": county.address,
+            "hours": county.hours, "hotline": county.hotline,
+            "loan_ceiling": yuan(loan.ceiling_yuan),
+            "loan_partnership_ceiling": yuan(loan.partnership_ceiling_yuan),
+            "loan_term": f"{loan.term_years}年"}
+
+
+def fill_placeholders(text: str, values: Mapping[str, str]) -> str:
     """Replace the known {placeholders}; anything else in braces stays as written."""
-    values = {"county": county.name, "bureau": county.bureau, "address": county.address,
-              "hours": county.hours, "hotline": county.hotline}
     return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+def _one_sample_note(texts: list[str]) -> list[str]:
+    """Texts read together, with the sample-figure note only where it first appears."""
+    seen = False
+    result = []
+    for text in texts:
+        def keep_first(match: re.Match[str]) -> str:
+            nonlocal seen
+            if seen:
+                return ""
+            seen = True
+            return match.group(0)
+        result.append(SAMPLE_NOTE.sub(keep_first, text))
+    return result
 
 
 def load_knowledge(path: Path) -> KnowledgeBase:

@@ -9,6 +9,7 @@ from rapidfuzz import fuzz, process
 
 from bot import clock
 from bot.dialogue import Check, Dialogue
+from bot.labels import yuan
 from bot.router import Context
 from bot.storage import applications
 from bot.validators import (
@@ -23,7 +24,7 @@ from bot.validators import (
     place_words,
     spoken_digits,
 )
-from handlers.registration.submit import TRAINING, describe, profile, yuan
+from handlers.registration.submit import TRAINING, describe, profile
 
 YES_WORDS = ("是", "是的", "对", "对的", "嗯", "好", "好的", "可以", "确认", "确定", "要", "沿用",
              "还用", "用", "yes", "y")

@@ -5,12 +5,13 @@ from collections.abc import Callable
 
 from bot import labels
 from bot.dialogue import SUMMARY, Dialogue, Field, Form
+from bot.labels import yuan
 from bot.privacy import mask_id, mask_phone
 from bot.router import Context
 from bot.settings import Course
 from bot.storage import applications
 from handlers.registration import checks
-from handlers.registration.submit import LOAN, TITLE, TRAINING, course, profile, yuan
+from handlers.registration.submit import LOAN, TITLE, TRAINING, course, profile
 
 RESUME_WORD = {TRAINING: "继续报名", LOAN: "继续申请"}
 START_WORD = {TRAINING: "报名培训", LOAN: "申请贷款"}

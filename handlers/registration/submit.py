@@ -8,6 +8,7 @@ from typing import Any
 from bot import clock, labels
 from bot import dialogue as engine
 from bot.dialogue import Dialogue
+from bot.labels import yuan
 from bot.privacy import mask_id, mask_phone
 from bot.router import Context, Reply
 from bot.settings import Course
@@ -77,11 +78,6 @@ def describe(row: dict[str, Any]) -> str:
     when = datetime.fromtimestamp(row["created_at"], clock.CHINA_TZ)
     lines.append(f"提交时间：{when:%Y-%m-%d %H:%M}")
     return "\n".join(lines)
-
-
-def yuan(amount: int) -> str:
-    """An amount as people say it: 5万元, 35000元."""
-    return f"{amount // 10000}万元" if amount % 10000 == 0 else f"{amount}元"
 
 
 def course(ctx: Context, course_id: str) -> Course | None:
