@@ -530,8 +530,10 @@ def menu_push(settings: Settings) -> None:
         click.echo("演示模式（未填写 app_secret）：菜单没有发布。")
         return
     from bot.push.runner import PushSender
+    api = PushSender(settings).api
+    assert api is not None  # not demo mode
     try:
-        PushSender(settings).api.create_menu(body)
+        api.create_menu(body)
     except WeChatClientException as exc:
         raise click.ClickException(f"菜单发布失败：错误码 {exc.errcode} {exc.errmsg or ''}") from None
     count = sum(len(b.get("sub_button", [b])) for b in body["button"])

@@ -63,7 +63,8 @@ class Phone:
         if self.crypto is not None:
             envelope = xmltodict.parse(self.crypto.encrypt(xml, nonce, now))["xml"]
             query.update(encrypt_type="aes", msg_signature=envelope["MsgSignature"])
-            xml = f"<xml><ToUserName>{_cdata('gh')}</ToUserName><Encrypt>{_cdata(envelope['Encrypt'])}</Encrypt></xml>"
+            xml = (f"<xml><ToUserName>{_cdata('gh')}</ToUserName>"
+                   f"<Encrypt>{_cdata(envelope['Encrypt'])}</Encrypt></xml>")
         resp = self.client.post("/wechat?" + urlencode(query), data=xml.encode("utf-8"),
                                 content_type="text/xml")
         body = resp.get_data(as_text=True)

@@ -207,7 +207,7 @@ class MenuButton:
     name: str
     key: str = ""
     url: str = ""
-    sub_buttons: tuple["MenuButton", ...] = ()
+    sub_buttons: tuple[MenuButton, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -303,7 +303,7 @@ def _convert(hint: typing.Any, value: typing.Any, where: str) -> typing.Any:
         return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
     if isinstance(hint, str):  # forward reference inside MenuButton
         hint = MenuButton
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, where)
     if hint is bool:
         if not isinstance(value, bool):
@@ -341,7 +341,8 @@ def _check(s: Settings) -> None:
     if not s.wechat.api_base_url.startswith(("http://", "https://")):
         raise SettingsError("配置项 wechat.api_base_url 应以 http:// 或 https:// 开头")
     if not 0 <= s.matcher.suggest_threshold <= s.matcher.answer_threshold <= 100:
-        raise SettingsError("配置项 matcher.suggest_threshold / answer_threshold 应满足 0 ≤ suggest ≤ answer ≤ 100")
+        raise SettingsError("配置项 matcher.suggest_threshold / answer_threshold"
+                            " 应满足 0 ≤ suggest ≤ answer ≤ 100")
     if s.matcher.cache_size < 0:
         raise SettingsError("配置项 matcher.cache_size 不能小于 0")
     if s.push.fallback_channel not in ("template", "mass"):
@@ -369,7 +370,8 @@ def _check_voice(s: Settings) -> None:
     if v.recogniser not in ("", "wechat", "command", "off"):
         raise SettingsError("配置项 voice.recogniser 应为 \"wechat\"、\"command\" 或 \"off\"")
     if v.recogniser == "wechat" and s.wechat.demo:
-        raise SettingsError("配置项 voice.recogniser = \"wechat\" 需要 wechat.app_secret（演示模式请用 \"command\" 或 \"off\"）")
+        raise SettingsError("配置项 voice.recogniser = \"wechat\" 需要 wechat.app_secret"
+                            "（演示模式请用 \"command\" 或 \"off\"）")
     if v.recogniser == "command" and not any("{wav}" in arg for arg in v.command[1:]):
         raise SettingsError("配置项 voice.command 应为 [程序, 参数…]，其中一个参数含 {wav}")
     if v.timeout_seconds <= 0 or v.max_seconds <= 0:

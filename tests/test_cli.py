@@ -37,7 +37,8 @@ def test_chat_goes_through_the_webhook(tmp_path):
 
 
 def test_ask_json_matches_api_shape(tmp_path):
-    result = CliRunner().invoke(cli, ["--config", config_for(tmp_path), "ask", "创业贷款个人最高能贷多少钱", "--json"])
+    result = CliRunner().invoke(cli, ["--config", config_for(tmp_path), "ask", "创业贷款个人最高能贷多少钱",
+                                      "--json"])
     data = json.loads(result.output)
     assert data["band"] == "answer" and data["topic"] == "support.loan"
     assert set(data) == {"band", "topic", "score", "answer", "suggestions", "office"}  # office: issue 14

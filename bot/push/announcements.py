@@ -12,6 +12,7 @@ Sending is bot.push.runner's job.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -157,7 +158,8 @@ def record_template_report(database: Database, msg_id: str, status: str) -> bool
     return push.record_template_result(database, int(msg_id), status)
 
 
-def record_mass_report(database: Database, msg_id: str, status: str, counts: dict[str, str]) -> bool:
+def record_mass_report(database: Database, msg_id: str, status: str,
+                       counts: Mapping[str, str]) -> bool:
     """Note WeChat's MASSSENDJOBFINISH (Status, TotalCount, SentCount, ErrorCount) on its
     batch; False if the msg_id is not one of ours (or not a number)."""
     if not msg_id.isdigit():
