@@ -289,20 +289,75 @@ def staff_add(settings: Settings, name: str) -> None:
     click.echo(f"已创建后台账号 {name}，登录地址 /admin")
 
 
-@staff.command("password")
+@staff.command("reset-password")
 @click.argument("name")
 @click.pass_obj
-def staff_password(settings: Settings, name: str) -> None:
-    """Set a new console password (also lifts a sign-in lock). Example: python run.py staff password wang"""
+def staff_reset_password(settings: Settings, name: str) -> None:
+    """Set a new console password, ending the account's sessions and lifting a sign-in lock.
+
+    Example: python run.py staff reset-password wang
+    """
     from bot.storage import staff
 
-    password_hash = _new_password_hash("新密码")
     with _staff_db(settings) as database:
-        if not staff.set_staff_password(database, name, password_hash):
+        if staff.get_staff(database, name) is None:  # before asking for a password in vain
+            raise click.ClickException(f"没有后台账号 {name}")
+        if not staff.set_staff_password(database, name, _new_password_hash("新密码")):
             raise click.ClickException(f"没有后台账号 {name}")
         staff.record_login_success(database, name)
         staff.audit(database, "cli", "重设后台密码", name)
-    click.echo(f"已为 {name} 设置新密码")
+    click.echo(f"已为 {name} 设置新密码，原来的登录已全部失效")
+
+
+@staff.command("list")
+@click.pass_obj
+def staff_list(settings: Settings) -> None:
+    """List console accounts with their state and last sign-in. Example: python run.py staff list"""
+    from datetime import datetime
+
+    from bot.clock import CHINA_TZ
+    from bot.storage import staff
+
+    def format_time(at: float | None) -> str:
+        return datetime.fromtimestamp(at, CHINA_TZ).strftime("%Y-%m-%d %H:%M") if at else ""
+
+    with _staff_db(settings) as database:
+        accounts = staff.list_staff(database)
+    if not accounts:
+        click.echo("还没有后台账号。创建：python run.py staff add 用户名")
+        return
+    for account in accounts:
+        state = f"已停用（{format_time(account['disabled_at'])}）" if account["disabled_at"] else "可用"
+        last = format_time(account["last_login_at"]) or "从未登录"
+        click.echo(f"{account['username']}  {state}  最近登录 {last}")
+
+
+@staff.command("disable")
+@click.argument("name")
+@click.pass_obj
+def staff_disable(settings: Settings, name: str) -> None:
+    """Stop an account signing in and end its sessions. Example: python run.py staff disable wang"""
+    from bot.storage import staff
+
+    with _staff_db(settings) as database:
+        if not staff.set_staff_disabled(database, name, True):
+            raise click.ClickException(f"没有后台账号 {name}")
+        staff.audit(database, "cli", "停用后台账号", name)
+    click.echo(f"已停用后台账号 {name}，已登录的页面也已退出")
+
+
+@staff.command("enable")
+@click.argument("name")
+@click.pass_obj
+def staff_enable(settings: Settings, name: str) -> None:
+    """Let a disabled account sign in again. Example: python run.py staff enable wang"""
+    from bot.storage import staff
+
+    with _staff_db(settings) as database:
+        if not staff.set_staff_disabled(database, name, False):
+            raise click.ClickException(f"没有后台账号 {name}")
+        staff.audit(database, "cli", "启用后台账号", name)
+    click.echo(f"已启用后台账号 {name}")
 
 
 @cli.group()

@@ -23,6 +23,20 @@ DETAILS = {"eligibility": "适用对象", "benefits": "政策内容", "how_to_ap
 # How well the bot understood a question, by match band.
 BANDS = {"answer": "直接答复", "suggest": "您是不是想问", "unknown": "没听懂"}
 
+# Where a user stands in a form (the person page and the 转人工 queue show no answers).
+FORM_STEPS = {"reuse": "是否沿用上次信息", "name": "姓名", "phone": "手机号", "id_number": "身份证号",
+              "township": "乡镇", "village": "村（社区）", "course": "课程", "returning": "是否返乡",
+              "amount": "贷款金额", "purpose": "用途", "industry": "行业", "stage": "经营情况",
+              "@summary": "核对信息，待确认"}
+FORM_STATUS = {"active": "正在填写", "paused": "已暂停", "expired": "超时暂停"}
+# A conversation's entries by who spoke, and what a user sent that is not text.
+SPEAKERS = {"user": "用户", "bot": "机器人", "staff-reply": "工作人员回复", "notice": "状态通知",
+            "announcement": "通知"}
+MESSAGE_TYPES = {"event": "关注或点菜单", "voice": "语音", "image": "图片", "video": "视频",
+                 "shortvideo": "小视频", "location": "位置", "link": "链接", "file": "文件"}
+# A staff account's number that may be revealed, as the audit log names it.
+NUMBER_KINDS = {"phone": "手机号", "id": "身份证号"}
+
 
 def yuan(amount: int) -> str:
     """An amount as people say it: 5万元, 35000元."""

@@ -92,12 +92,12 @@ def test_staff_add_refuses_mismatch_short_password_and_duplicate(tmp_path):
 def test_staff_password_resets_and_lifts_the_lock(tmp_path):
     config = write_config(tmp_path)
     invoke = lambda *args, text: CliRunner().invoke(cli, ["--config", str(config), "staff", *args], input=text)
-    assert invoke("password", "nobody", text="new-pass-123\nnew-pass-123\n").exit_code != 0
+    assert invoke("reset-password", "nobody", text="new-pass-123\nnew-pass-123\n").exit_code != 0
     assert invoke("add", "li", text="s3cret-pass\ns3cret-pass\n").exit_code == 0
     d = engine.connect(tmp_path / "bot.db")
     staff.record_login_failure(d, "li", "10.0.0.9", 1, 900)
     assert staff.login_blocked_until(d, "li", "10.0.0.9")
-    result = invoke("password", "li", text="new-pass-123\nnew-pass-123\n")
+    result = invoke("reset-password", "li", text="new-pass-123\nnew-pass-123\n")
     assert result.exit_code == 0, result.output
     from werkzeug.security import check_password_hash
     assert check_password_hash(staff.get_staff(d, "li")["password_hash"], "new-pass-123")

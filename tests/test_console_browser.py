@@ -251,3 +251,43 @@ def test_a_question_the_bot_did_not_understand_has_no_topic_chosen(page, served)
     page.locator("li", has_text="红烧肉怎么做好吃").locator("button:has-text('加为例句')").click()
     # The browser refuses the empty choice: nothing is taught by one click.
     expect(page.locator("li", has_text="红烧肉怎么做好吃")).to_have_count(1)
+
+
+def test_find_a_person_by_phone_tail_reveal_one_number_and_it_is_audited(browser, page, served):
+    from tests.test_registration import ID, PHONE, make_id
+    phone, id_number = "13700001111", make_id(777)
+    swap = {PHONE: phone, ID: id_number, "张三": "赵六"}
+    turns = [(swap.get(said, said), expected) for said, expected in TRAINING_TO_SUMMARY]
+    for said, expected in turns:
+        assert expected in send_as(page, served, "o-person", said)
+    ref = PX.search(send_as(page, served, "o-person", "确认")).group()
+    page.goto(served.url + "/admin/conversations/o-person")
+    page.fill("textarea[name=text]", "赵六您好，开班前会再电话通知您。")
+    page.click("button:has-text('发送回复')")
+    expect(page.locator(".flash").first).to_contain_text("回复已发出")
+
+    page.click("nav >> text=查找用户")
+    page.fill("input[name=q]", "1111")
+    page.click("button:has-text('查找')")
+    page.click("#found >> text=赵六")
+    expect(page.locator("#person-name")).to_contain_text("赵六")
+    contact = page.locator("#contact")
+    expect(contact).to_contain_text("137****1111")
+    masked_id = id_number[:4] + "*" * 10 + id_number[-4:]
+    expect(contact).to_contain_text(masked_id)
+    timeline = page.locator("#timeline")
+    expect(timeline).to_contain_text("我要报名培训")
+    expect(timeline).to_contain_text("工作人员回复")
+    expect(timeline).to_contain_text("赵六您好，开班前会再电话通知您。")
+    assert phone not in page.content() and id_number not in page.content()
+
+    contact.locator("tr", has_text="电话").locator("button:has-text('显示完整号码')").click()
+    expect(contact.locator(".full")).to_have_text(phone)
+    expect(page).to_have_url(re.compile(r"/admin/people/o-person$"))  # shown in place, no reload
+    expect(contact.locator("tr", has_text="电话").locator("button")).to_have_count(0)
+    expect(contact).to_contain_text(masked_id)  # the other number stays masked
+    assert id_number not in page.content()
+
+    page.click("nav >> text=操作记录")
+    expect(page.locator("main")).to_contain_text(f"赵六（{ref}）的手机号")
+    assert phone not in page.content()

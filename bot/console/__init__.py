@@ -41,6 +41,7 @@ bp = Blueprint("console", __name__, url_prefix="/admin",
 NAV_ITEMS = (("console.overview", "概览"), ("console.unanswered", "未答问题"),
              ("console.knowledge", "知识库"), ("console.applications", "申请"),
              ("console.announcements", "通知"), ("console.conversations", "对话"),
+             ("console.people", "查找用户"),
              ("console.audit_log", "操作记录"))
 PUBLIC_ENDPOINTS = {"console.login", "console.static"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -127,7 +128,8 @@ def require_login() -> Response | tuple[Response, int] | None:
     if request.endpoint not in PUBLIC_ENDPOINTS:
         name = session.get("staff")
         account = staff.get_staff(get_db(), name) if name else None
-        if account is None or session.get("since", 0) <= (account["sessions_valid_after"] or 0):
+        if (account is None or account["disabled_at"]
+                or session.get("since", 0) <= (account["sessions_valid_after"] or 0)):
             session.pop("staff", None)
             if _is_api():
                 return jsonify(error="请先登录"), 401
@@ -198,8 +200,9 @@ from bot.console import (  # noqa: E402
     conversations,
     knowledge,
     overview,
+    people,
     unanswered,
 )
 
 __all__ = ["announcements", "applications", "audit", "auth", "bp", "conversations", "knowledge",
-           "overview", "unanswered"]
+           "overview", "people", "unanswered"]

@@ -32,6 +32,10 @@ def login() -> str | Response:
         if blocked:
             error = f"登录失败次数过多，请 {_wait_text(blocked)}后再试。"
             staff.audit(database, username or "?", "登录被限制", f"来自 {address}")
+        elif account and ok and account["disabled_at"]:
+            # Said only to someone who knows the password: it is no use guessing further.
+            error = "这个账号已停用，请联系管理员。"
+            staff.audit(database, username, "登录被拒绝", f"账号已停用，来自 {address}")
         elif account and ok:
             session.clear()  # a new session id and CSRF token after sign-in
             session.permanent = True

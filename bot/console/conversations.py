@@ -4,19 +4,30 @@ from __future__ import annotations
 from flask import flash, g, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from bot import get_db, runtime
-from bot.console import bp, record
+from bot import get_db, labels, runtime
+from bot.console import bp, people, record
 from bot.storage import messages, push, staff
 
 MAX_REPLY_CHARS = 600
+# The user's own latest messages shown beside a hand-off, so staff see why they asked.
+WHY_MESSAGES = 3
 
 
 @bp.get("/conversations")
 def conversations() -> str:
-    """Who asked for a person, and the latest conversations."""
+    """Who asked for a person and why (their last messages, open forms and applications),
+    and the latest conversations."""
     database = get_db()
-    return render_template("console/conversations.html", handoffs=staff.open_handoffs(database),
-                           conversations=staff.recent_conversations(database))
+    handoffs = staff.open_handoffs(database)
+    for h in handoffs:
+        h["said"] = [m for m in messages.recent_messages(database, h["openid"], 10)
+                     if m["content"]][:WHY_MESSAGES][::-1]
+        h["forms"] = people.forms_in_progress(h["openid"])
+        h["applications"] = people.open_applications(h["openid"])
+    recent = staff.recent_conversations(database)
+    names = people.display_names([h["openid"] for h in handoffs] + [c["openid"] for c in recent])
+    return render_template("console/conversations.html", handoffs=handoffs, conversations=recent,
+                           names=names, types=labels.APPLICATION_TYPES)
 
 
 @bp.get("/conversations/find")
@@ -30,11 +41,11 @@ def find_conversation() -> Response:
 
 @bp.get("/conversations/<openid>")
 def conversation(openid: str) -> str:
-    """One subscriber's recent messages, with a reply box."""
+    """One subscriber's whole conversation (staff replies and notices too), with a reply box."""
     database = get_db()
-    history = list(reversed(messages.recent_messages(database, openid, 100)))
     waiting = [h for h in staff.open_handoffs(database) if h["openid"] == openid]
-    return render_template("console/conversation.html", openid=openid, messages=history,
+    return render_template("console/conversation.html", openid=openid,
+                           entries=people.timeline(openid), names=people.display_names([openid]),
                            handoff=waiting[0] if waiting else None)
 
 

@@ -10,7 +10,7 @@ from rapidfuzz import fuzz, process
 from werkzeug.wrappers import Response
 
 from bot import get_db, runtime
-from bot.console import bp, page_number, record
+from bot.console import bp, page_number, people, record
 from bot.console.overview import topic_title
 from bot.storage import messages, staff
 
@@ -47,8 +47,9 @@ def unanswered() -> str:
     topics = sorted(runtime().library.kb.topics.values(), key=lambda t: t.id)
     groups = [_fold_repeats(group) for group in group_similar(rows, lambda r: r["question"])]
     pages = max(1, -(-total // PAGE_SIZE))
+    names = people.display_names([r["openid"] for r in rows if r["openid"]])
     return render_template("console/unanswered.html", groups=groups, topics=topics, total=total,
-                           page=page, pages=pages, topic_title=topic_title)
+                           page=page, pages=pages, topic_title=topic_title, names=names)
 
 
 def _fold_repeats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

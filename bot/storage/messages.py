@@ -77,6 +77,27 @@ def recent_messages(db: Database, openid: str, limit: int = 50) -> list[dict[str
         [openid, limit])
 
 
+def conversation(db: Database, openid: str, limit: int = 500) -> list[dict[str, Any]]:
+    """A subscriber's latest `limit` entries, oldest first: what they sent (kind "user", with
+    msg_type), the bot's replies ("bot"), and what was sent to them later: staff replies,
+    notices ("staff-reply", "notice": the outbox source) and announcements ("announcement",
+    with the recipient status). Late replies are in the message log and not repeated."""
+    rows = query(db,
+        "SELECT * FROM ("
+        " SELECT received_at AS at, 0 AS rank, id AS seq, 'user' AS kind, content AS text,"
+        "  msg_type, state AS status FROM messages WHERE openid = ?1"
+        " UNION ALL SELECT received_at, 1, id, 'bot', reply, reply_kind, state FROM messages"
+        "  WHERE openid = ?1 AND COALESCE(reply, '') != ''"
+        " UNION ALL SELECT created_at, 2, id, source, text, NULL, status FROM outbox"
+        "  WHERE openid = ?1 AND COALESCE(source, '') != 'late-reply'"
+        " UNION ALL SELECT COALESCE(r.updated_at, a.created_at), 2, r.id, 'announcement', a.text,"
+        "  NULL, r.status FROM push_recipients r JOIN push_jobs j ON j.id = r.job_id"
+        "  JOIN announcements a ON a.id = j.announcement_id WHERE r.openid = ?1"
+        ") ORDER BY at DESC, rank DESC, seq DESC LIMIT ?2", [openid, limit])
+    rows.reverse()
+    return rows
+
+
 LAST_SEEN_PRECISION = 60.0  # seconds
 
 

@@ -35,6 +35,24 @@ def get_staff(db: Database, username: str) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
+def list_staff(db: Database) -> list[dict[str, Any]]:
+    """Every staff account (no password hashes), by user name."""
+    return query(db, "SELECT username, created_at, last_login_at, disabled_at FROM staff"
+                     " ORDER BY username")
+
+
+def set_staff_disabled(db: Database, username: str, disabled: bool) -> bool:
+    """Disable an account (ending its sessions) or enable it again; False if no such account."""
+    if disabled:
+        cur = db.conn.execute("UPDATE staff SET disabled_at = COALESCE(disabled_at, ?),"
+                              " sessions_valid_after = ? WHERE username = ?",
+                              (now(), now(), username))
+    else:
+        cur = db.conn.execute("UPDATE staff SET disabled_at = NULL WHERE username = ?", (username,))
+    commit(db)
+    return cur.rowcount > 0
+
+
 def end_sessions(db: Database, username: str) -> None:
     """Refuse every session the staff member signed in with so far (sign-out)."""
     db.conn.execute("UPDATE staff SET sessions_valid_after = ? WHERE username = ?", (now(), username))
@@ -128,6 +146,40 @@ def close_handoff(db: Database, openid: str, staff: str) -> int:
         " WHERE openid = ? AND status = 'open'", (now(), staff, openid))
     commit(db)
     return cur.rowcount
+
+
+def handoff_forms(db: Database, openid: str) -> list[dict[str, Any]]:
+    """A user's forms in progress: which form, which step, when touched (never the answers)."""
+    return query(db, "SELECT form, step, status, updated_at FROM dialogues WHERE openid = ?"
+                     " ORDER BY updated_at DESC", [openid])
+
+
+def names_for(db: Database, openids: list[str]) -> dict[str, str]:
+    """openid -> the name on that user's latest application, for those who gave one."""
+    names: dict[str, str] = {}
+    unique = list(dict.fromkeys(openids))
+    for start in range(0, len(unique), 500):  # well inside SQLite's limit on parameters
+        chunk = unique[start:start + 500]
+        names.update(db.conn.execute(
+            "SELECT openid, name FROM applications WHERE id IN (SELECT MAX(id) FROM applications"
+            f" WHERE openid IN ({','.join('?' * len(chunk))}) AND COALESCE(name, '') != ''"
+            " GROUP BY openid)", chunk).fetchall())
+    return names
+
+
+def find_people(db: Database, text: str, limit: int = 50) -> list[dict[str, Any]]:
+    """Applicants found by part of a name or reference number, or (four digits) by their
+    phone's last four; one row per person, their latest matching application, newest first."""
+    if len(text) == 4 and text.isascii() and text.isdigit():
+        where, params = "substr(phone_masked, -4) = ?", [text]
+    else:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where, params = "(name LIKE ? ESCAPE '\\' OR ref LIKE ? ESCAPE '\\')", [pattern, pattern]
+    return query(db,
+        "SELECT a.openid, a.name, a.ref, a.type, a.status, a.phone_masked, a.township, a.created_at,"
+        " (SELECT COUNT(*) FROM applications b WHERE b.openid = a.openid) AS n FROM applications a"
+        f" WHERE a.id IN (SELECT MAX(id) FROM applications WHERE {where} GROUP BY openid)"
+        " ORDER BY a.created_at DESC, a.id DESC LIMIT ?", [*params, limit])
 
 
 def recent_conversations(db: Database, limit: int = 100) -> list[dict[str, Any]]:

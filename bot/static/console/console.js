@@ -72,3 +72,24 @@ document.addEventListener("DOMContentLoaded", () => {
   const badge = document.getElementById("handoff-badge");
   if (badge) refreshHandoffs(badge);
 });
+
+// Person page: "显示完整号码" fetches that one number and shows it in place; without
+// scripts the form posts and the page comes back with the number.
+document.addEventListener("submit", async (e) => {
+  const form = e.target;
+  if (!form.classList || !form.classList.contains("reveal")) return;
+  e.preventDefault();
+  const resp = await fetch(form.action, {
+    method: "POST", credentials: "same-origin", body: new FormData(form),
+    headers: {"Accept": "application/json", "X-CSRF-Token": csrfToken()},
+  });
+  if (resp.status === 401 || resp.redirected) { window.location.reload(); return; }
+  const answer = await resp.json().catch(() => ({}));
+  const shown = form.previousElementSibling;
+  if (!resp.ok || !answer.number) { shown.textContent += "（" + (answer.error || "无法显示") + "）"; return; }
+  const full = document.createElement("b");
+  full.className = "full";
+  full.textContent = answer.number;
+  shown.replaceChildren(full);
+  form.remove();
+});
