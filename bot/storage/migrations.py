@@ -197,3 +197,10 @@ def m013_voice_transcripts(db: Database) -> None:
     # Voice the service recognised itself: the transcript goes in content (masked like
     # typed text) and the time download, conversion and recognition took goes here.
     db.table("messages").add_column("transcribe_ms", float)
+
+
+@migrations()
+def m020_workflow_promoted(db: Database) -> None:
+    # When a waitlisted training registration got a freed seat: the applicant's status
+    # query says so, and it tells a promoted row from one that never waited.
+    db.table("applications").add_column("promoted_at", float)
