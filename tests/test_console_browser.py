@@ -193,6 +193,9 @@ def test_approve_an_application_and_the_applicant_is_notified(browser, page, ser
     page.click("button:has-text('筛选')")
     expect(page.locator("#applications")).to_contain_text("138****5678")
     page.click(f"a:has-text('{ref}')")
+    page.select_option("select[name=status]", "审核中")  # the workflow reviews first
+    page.click("button:has-text('保存并通知申请人')")
+    expect(page.locator("#status")).to_contain_text("审核中")
     page.select_option("select[name=status]", "已通过")
     page.fill("textarea[name=note]", "请12月15日带身份证报到")
     page.click("button:has-text('保存并通知申请人')")

@@ -5,6 +5,8 @@ is active it sees every text after the commands (handlers/commands.py: 取消, �
 更多) and before the menu and the matcher; a paused form is left alone until the user says
 "继续报名" / "继续申请". start_training, start_loan and show_status are also run by the
 menu (4, 5, 6) and by the matcher's service topics (handlers/services.py ACTIONS).
+"取消申请" / "取消报名" are not commands: with a form open they cancel it, otherwise they
+withdraw a submitted application (withdraw.py), as 撤回申请 does.
 """
 from __future__ import annotations
 
