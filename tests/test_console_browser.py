@@ -202,8 +202,8 @@ def test_approve_an_application_and_the_applicant_is_notified(browser, page, ser
     expect(page.locator(".flash").first).to_contain_text("已通过微信通知申请人")
     expect(page.locator("#history")).to_contain_text("请12月15日带身份证报到")
     phone = open_phone(browser, served, "o-applicant")
-    expect(phone.locator(PUSHES)).to_contain_text(f"{ref}）状态已更新为：已通过")
-    expect(phone.locator(PUSHES)).to_contain_text("请12月15日带身份证报到")
+    expect(phone.locator(PUSHES).last).to_contain_text(f"{ref}）状态已更新为：已通过")
+    expect(phone.locator(PUSHES).last).to_contain_text("请12月15日带身份证报到")
     phone.close()
 
 
