@@ -20,12 +20,13 @@ def create_app(settings: Settings, library: Library | None = None) -> Flask:
     A ready Library may be passed in (tests share one; building it takes a second).
     """
     from bot import api, console, simulator, webhook
-    from handlers import build_router, describe_match
+    from handlers import NOTICES, build_router, describe_match
 
     configure_logging()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
-    runtime = Runtime(settings, build_router(), library or Library(settings), describe_match)
+    runtime = Runtime(settings, build_router(), library or Library(settings), describe_match,
+                      NOTICES)
     app.extensions["bot"] = runtime
     app.teardown_appcontext(_close_db)
     app.register_blueprint(webhook.bp)

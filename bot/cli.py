@@ -400,6 +400,50 @@ def export_applications(settings: Settings, fmt: str, out: Path, type_: str | No
     click.echo(f"已导出 {count} 条申请到 {out}")
 
 
+@cli.group("applications")
+def applications_group() -> None:
+    """Training registrations and loan applications. Example: python run.py applications status PX20261201-0001 审核中"""
+
+
+@applications_group.command("status")
+@click.argument("ref")
+@click.argument("status")
+@click.option("--note", default="", help="Reason or instructions sent to the applicant (required for 未通过).")
+@click.pass_obj
+def application_status(settings: Settings, ref: str, status: str, note: str) -> None:
+    """Move an application to its next status, as the console does, and notify the applicant.
+
+    Steps: 已提交 → 审核中 → 已通过 / 未通过, 已通过 → 已完成; 已取消 (by staff) from any open
+    status. 已撤回 is the applicant's own, in the chat. A freed course seat goes to the first
+    on the waiting list, who is told.
+
+    Example: python run.py applications status PX20261201-0001 未通过 --note "名额已满，请报下期"
+    """
+    from bot import casework, labels
+    from bot import runtime as current_runtime
+    from bot.storage import engine, staff
+
+    app = make_app(settings)
+    with app.app_context():
+        rt = current_runtime()
+        database = rt.open_db()
+        try:
+            with engine.transaction(database):
+                change = casework.change_status(database, ref.strip().upper(), status, note[:300],
+                                                "cli", casework.STAFF, settings.courses, rt.notices)
+            staff.audit(database, "cli", "更改申请状态", f"{change.application['ref']} → {status}"
+                        + (f"：{note}" if note else ""))
+            rt.deliver_pending()
+        except casework.Refused as refused:
+            raise click.ClickException(labels.refusal(refused.code, refused.current, refused.wanted,
+                                                      refused.allowed)) from None
+        finally:
+            database.close()
+    click.echo(f"{change.application['ref']} 状态已改为“{status}”，已通知申请人")
+    for p in change.promoted:
+        click.echo(f"候补的 {p['name']}（{p['ref']}）已转为正式名额，已通知")
+
+
 # --- announcements, push jobs and the custom menu ----------------------------------------
 
 CHANNEL_NAMES = {"custom": "客服消息", "template": "模板消息", "mass": "群发", "simulator": "模拟器"}

@@ -1,4 +1,5 @@
-"""The per-user menu state: the list on screen, the last topic, an offer, more pages.
+"""The per-user menu state: the list on screen, the last topic, an offer, more pages, a
+withdrawal awaiting its answer.
 
 One typed object per user, read at most once per message (on first use, through
 Context.memo) and written at most once, after the reply and only if it changed:
@@ -46,22 +47,33 @@ class Pages:
 
 
 @dataclass
+class Withdrawal:
+    """Applications the bot just asked about withdrawing: one to confirm, or a numbered
+    choice; it holds only for the message right after the one that asked."""
+    refs: list[str]
+    after: str  # dedupe key of the message whose reply asked
+
+
+@dataclass
 class MenuState:
     """Where the user is in the menus."""
     listing: Listing | None = None
     topic: LastTopic | None = None
     offer: Offer | None = None
     more: Pages | None = None
+    withdrawal: Withdrawal | None = None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> MenuState:
         """Read a stored row; parts in an older or unknown shape are left out."""
         return cls(listing=_part(Listing, raw.get("list")), topic=_part(LastTopic, raw.get("topic")),
-                   offer=_part(Offer, raw.get("offer")), more=_part(Pages, raw.get("more")))
+                   offer=_part(Offer, raw.get("offer")), more=_part(Pages, raw.get("more")),
+                   withdrawal=_part(Withdrawal, raw.get("withdraw")))
 
     def to_dict(self) -> dict[str, Any]:
         """The row to store (empty parts omitted)."""
-        parts = {"list": self.listing, "topic": self.topic, "offer": self.offer, "more": self.more}
+        parts = {"list": self.listing, "topic": self.topic, "offer": self.offer, "more": self.more,
+                 "withdraw": self.withdrawal}
         return {key: asdict(value) for key, value in parts.items() if value is not None}
 
 

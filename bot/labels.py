@@ -41,3 +41,39 @@ NUMBER_KINDS = {"phone": "手机号", "id": "身份证号"}
 def yuan(amount: int) -> str:
     """An amount as people say it: 5万元, 35000元."""
     return f"{amount // 10000}万元" if amount % 10000 == 0 else f"{amount}元"
+
+
+# Application statuses as the console's status select explains them.
+STATUS_HELP = {
+    "已提交": "申请人已提交，等待受理",
+    "审核中": "工作人员正在审核",
+    "已通过": "审核通过",
+    "未通过": "审核未通过，须写明原因（会发给申请人）",
+    "已完成": "培训已结业或贷款已发放",
+    "已取消": "工作人员取消，如申请人来电放弃、课程停办",
+    "已撤回": "申请人本人在微信中撤回",
+}
+# Who made a change in an application's history, for actors that are not staff names.
+ACTORS = {"applicant": "申请人", "system": "系统", "cli": "命令行"}
+# The history note when a waitlisted registration gets a freed seat.
+PROMOTED_NOTE = "候补转正：有空位了，已通知申请人"
+# Why a status change was refused (bot/casework.py Refused codes).
+REFUSALS = {
+    "not_found": "没有找到这份申请。",
+    "unknown": "没有“{wanted}”这个状态。",
+    "not_allowed": "“{current}”的申请不能改为“{wanted}”。",
+    "note_required": "改为“{wanted}”时请写明原因，申请人会收到这条说明。",
+    "waitlisted": "这份报名还在候补名单上，有空位后才能审核。",
+    "applicant_only": "“已撤回”只能由申请人本人在微信中操作；工作人员请选“已取消”。",
+    "staff_only": "只有工作人员可以改为“{wanted}”。",
+}
+
+
+def refusal(code: str, current: str, wanted: str, allowed: tuple[str, ...]) -> str:
+    """A refused status change in one line: why, and what may be chosen instead."""
+    text = REFUSALS[code].format(current=current, wanted=wanted)
+    if code in ("not_found", "note_required"):
+        return text
+    if allowed:
+        return text + "现在可以改为：" + "、".join(allowed) + "。"
+    return text + f"这份申请已经是“{current}”，状态不能再改。"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from sqlite_utils import Database
 
 from bot import startup
+from bot.casework import Notices
 from bot.claims import Claims
 from bot.faults import is_storage_failure
 from bot.knowledge.live import Library
@@ -56,7 +57,7 @@ class Runtime:
     """Everything a message needs that outlives one request."""
 
     def __init__(self, settings: Settings, router: Router, library: Library,
-                 describe_match: Callable[[Match, Library, Settings], str]):
+                 describe_match: Callable[[Match, Library, Settings], str], notices: Notices):
         self.settings = settings
         self.router = router
         self.library = library
@@ -64,6 +65,8 @@ class Runtime:
         self.clock: Callable[[], float] = time.time
         # The bot's words for a match without a conversation (/api/ask, `run.py ask`).
         self.describe_match = describe_match
+        # What applicants are told when their application changes (console, CLI).
+        self.notices = notices
         self.vault = startup.prepare_storage(settings)  # migrated, writable, key checked
         wx = settings.wechat
         self.crypto = Crypto(wx.token, wx.encoding_aes_key, wx.app_id) if wx.encoding_aes_key else None

@@ -17,8 +17,9 @@ from handlers import (
     texts,
 )
 from handlers.ask import describe as describe_match
+from handlers.registration.notices import NOTICES
 
-__all__ = ["HANDLER_MODULES", "build_router", "describe_match"]
+__all__ = ["HANDLER_MODULES", "NOTICES", "build_router", "describe_match"]
 
 # Order matters: floods are held back before any handler works on them; commands
 # valid in any state (取消, 转人工, 菜单, 更多); events and WeChat's delivery reports;

@@ -193,14 +193,17 @@ def test_approve_an_application_and_the_applicant_is_notified(browser, page, ser
     page.click("button:has-text('筛选')")
     expect(page.locator("#applications")).to_contain_text("138****5678")
     page.click(f"a:has-text('{ref}')")
+    page.select_option("select[name=status]", "审核中")  # the workflow reviews first
+    page.click("button:has-text('保存并通知申请人')")
+    expect(page.locator("#status")).to_contain_text("审核中")
     page.select_option("select[name=status]", "已通过")
     page.fill("textarea[name=note]", "请12月15日带身份证报到")
     page.click("button:has-text('保存并通知申请人')")
     expect(page.locator(".flash").first).to_contain_text("已通过微信通知申请人")
     expect(page.locator("#history")).to_contain_text("请12月15日带身份证报到")
     phone = open_phone(browser, served, "o-applicant")
-    expect(phone.locator(PUSHES)).to_contain_text(f"{ref}）状态已更新为：已通过")
-    expect(phone.locator(PUSHES)).to_contain_text("请12月15日带身份证报到")
+    expect(phone.locator(PUSHES).last).to_contain_text(f"{ref}）状态已更新为：已通过")
+    expect(phone.locator(PUSHES).last).to_contain_text("请12月15日带身份证报到")
     phone.close()
 
 

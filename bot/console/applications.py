@@ -10,13 +10,13 @@ from typing import Any
 from flask import abort, flash, g, redirect, render_template, request, send_file, url_for
 from werkzeug.wrappers import Response
 
-from bot import export, get_db, labels, runtime
+from bot import casework, export, get_db, labels, runtime
 from bot.clock import CHINA_TZ
 from bot.console import bp, page_number, record
-from bot.push import courier
 
 # The view below is called "applications" (its endpoint name), so the store gets another name.
 from bot.storage import applications as store
+from bot.storage.engine import transaction
 
 PAGE_SIZE = 100
 
@@ -85,26 +85,33 @@ def application(ref: str) -> str:
     if row is None:
         abort(404)
     return render_template("console/application.html", a=row, types=labels.APPLICATION_TYPES,
-                           stages=labels.STAGES, statuses=store.STATUSES)
+                           stages=labels.STAGES, steps=casework.next_statuses(row, casework.STAFF),
+                           help=labels.STATUS_HELP, note_required=casework.NOTE_REQUIRED,
+                           actors=labels.ACTORS)
 
 
 @bp.post("/applications/<ref>/status")
 def change_application_status(ref: str) -> Response:
-    """Change the status with a note; the applicant is told at once through WeChat."""
+    """Change the status with a note, as the workflow allows; the applicant is told at once
+    through WeChat, and a freed seat goes to the first on the waiting list."""
     status = request.form.get("status", "")
     note = request.form.get("note", "").strip()[:300]
     database = get_db()
-    if status not in store.STATUSES:
+    if not status:
         flash("请选择新的状态。")
         return redirect(url_for("console.application", ref=ref))
-    openid = store.change_status(database, ref, status, note, g.staff)
-    row = store.get_application(database, ref) if openid is not None else None
-    if openid is None or row is None:
-        abort(404)
-    text = render_template("console/status_notice.txt", a=row,
-                           kind=labels.APPLICATION_TYPES.get(row["type"], "申请"))
-    courier.notify(database, openid, text.strip())
-    runtime().deliver_pending()
+    rt = runtime()
+    try:
+        with transaction(database):
+            change = casework.change_status(database, ref, status, note, g.staff, casework.STAFF,
+                                            rt.settings.courses, rt.notices)
+    except casework.Refused as refused:
+        if refused.code == "not_found":
+            abort(404)
+        flash(labels.refusal(refused.code, refused.current, refused.wanted, refused.allowed))
+        return redirect(url_for("console.application", ref=ref))
+    rt.deliver_pending()
     record("更改申请状态", f"{ref} → {status}" + (f"：{note}" if note else ""))
-    flash(f"状态已改为“{status}”，已通过微信通知申请人。")
+    moved = "".join(f"候补的{p['name']}（{p['ref']}）已转为正式名额并收到通知。" for p in change.promoted)
+    flash(f"状态已改为“{status}”，已通过微信通知申请人。{moved}")
     return redirect(url_for("console.application", ref=ref))

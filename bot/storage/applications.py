@@ -10,13 +10,18 @@ from sqlite_utils import Database
 from bot.clock import CHINA_TZ
 from bot.storage.engine import immediate, now, query
 
-# Application statuses, in the order staff usually move through them.
-STATUSES = ("已提交", "审核中", "已通过", "未通过", "已完成", "已取消")
+# Application statuses, in the order they usually come (the rules of which may follow
+# which are bot/casework.py's). 已取消 is set by staff, 已撤回 by the applicant.
+STATUSES = ("已提交", "审核中", "已通过", "未通过", "已完成", "已取消", "已撤回")
 
 
 # Statuses that still count as "open": a second application for the same thing is refused
 # and the course seat stays taken.
 OPEN_STATUSES = ("已提交", "审核中", "已通过")
+# Statuses that hold a course seat (unless the row is on the waiting list).
+SEAT_STATUSES = (*OPEN_STATUSES, "已完成")
+# Statuses of applications the applicant gave up (they get no applicant announcements).
+DROPPED_STATUSES = ("已取消", "已撤回")
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,47 @@ def seats_taken(db: Database, course_id: str) -> int:
     """Applications holding a seat on a course (open or completed, waiting list excluded)."""
     return db.conn.execute(
         "SELECT COUNT(*) FROM applications WHERE type = 'training' AND course_id = ?"
-        " AND waitlist_position IS NULL AND status IN ('已提交', '审核中', '已通过', '已完成')",
-        (course_id,)).fetchone()[0]
+        f" AND waitlist_position IS NULL AND status IN ({','.join('?' * len(SEAT_STATUSES))})",
+        (course_id, *SEAT_STATUSES)).fetchone()[0]
+
+
+def waiting_count(db: Database, course_id: str) -> int:
+    """Open applications on a course's waiting list."""
+    return db.conn.execute(
+        "SELECT COUNT(*) FROM applications WHERE type = 'training' AND course_id = ?"
+        f" AND waitlist_position IS NOT NULL AND status IN ({','.join('?' * len(OPEN_STATUSES))})",
+        (course_id, *OPEN_STATUSES)).fetchone()[0]
+
+
+def waiting_list(db: Database, course_id: str) -> list[dict[str, Any]]:
+    """A course's open waitlisted applications, first in line first."""
+    return query(db, "SELECT * FROM applications WHERE type = 'training' AND course_id = ?"
+                     " AND waitlist_position IS NOT NULL"
+                     f" AND status IN ({','.join('?' * len(OPEN_STATUSES))})"
+                     " ORDER BY waitlist_position, id", [course_id, *OPEN_STATUSES])
+
+
+def take_seat(db: Database, application_id: int, note: str, at: float) -> None:
+    """Move a waitlisted application onto a seat, noting it in the history; no commit
+    (call inside immediate(), then renumber_waitlist)."""
+    db.conn.execute("UPDATE applications SET waitlist_position = NULL, promoted_at = ?,"
+                    " updated_at = ? WHERE id = ?", (at, at, application_id))
+    db.conn.execute("INSERT INTO application_history (application_id, status, note, actor, at)"
+                    " SELECT id, status, ?, 'system', ? FROM applications WHERE id = ?",
+                    (note, at, application_id))
+
+
+def renumber_waitlist(db: Database, course_id: str) -> None:
+    """Number a course's waiting list 1, 2, 3… in its order, dropping closed rows from it;
+    no commit (call inside immediate())."""
+    closed = [s for s in STATUSES if s not in OPEN_STATUSES]
+    db.conn.execute("UPDATE applications SET waitlist_position = NULL WHERE course_id = ?"
+                    f" AND waitlist_position IS NOT NULL AND status IN ({','.join('?' * len(closed))})",
+                    (course_id, *closed))
+    for position, row in enumerate(waiting_list(db, course_id), 1):
+        if row["waitlist_position"] != position:
+            db.conn.execute("UPDATE applications SET waitlist_position = ? WHERE id = ?",
+                            (position, row["id"]))
 
 
 def add_application(db: Database, record: dict[str, Any], prefix: str, at: float,
@@ -59,7 +103,8 @@ def add_application(db: Database, record: dict[str, Any], prefix: str, at: float
     is returned instead of adding one. One transaction takes the write lock first, so the
     duplicate check, the seat count
     (capacity given: a full course puts the applicant on the waiting list) and the daily
-    counter are consistent across processes.
+    counter are consistent across processes. Nobody jumps the waiting list: while anyone
+    waits for the course, a newcomer waits too.
     """
     with immediate(db):
         existing = open_application(db, record["openid"], record["type"],
@@ -69,11 +114,9 @@ def add_application(db: Database, record: dict[str, Any], prefix: str, at: float
             return Submission(existing, created=False)
         waitlist = None
         if capacity is not None:
-            if seats_taken(db, record["course_id"]) >= capacity:
-                waitlist = 1 + db.conn.execute(
-                    "SELECT COUNT(*) FROM applications WHERE course_id = ? AND status IN"
-                    f" ({','.join('?' * len(OPEN_STATUSES))}) AND waitlist_position IS NOT NULL",
-                    (record["course_id"], *OPEN_STATUSES)).fetchone()[0]
+            waiting = waiting_count(db, record["course_id"])
+            if waiting or seats_taken(db, record["course_id"]) >= capacity:
+                waitlist = 1 + waiting
         day = datetime.fromtimestamp(at, CHINA_TZ).strftime("%Y%m%d")
         counter = f"{prefix}{day}"
         db.conn.execute("INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT(name)"
@@ -145,21 +188,36 @@ def change_status(db: Database, ref: str, status: str, note: str, actor: str,
                   at: float | None = None) -> str | None:
     """Set an application's status and staff note, recording who did it in the history.
 
-    Returns the applicant's openid so the caller can notify them, or None when no
+    The bare write: which steps are allowed, the waiting list and the notices are
+    bot/casework.py's. Returns the applicant's openid so the caller can notify them, or None when no
     application has this reference number. Raises ValueError for a status not in STATUSES.
     """
-    if status not in STATUSES:
-        raise ValueError(f"unknown status: {status}")
     at = now() if at is None else at
     with immediate(db):
         row = db.conn.execute("SELECT id, openid FROM applications WHERE ref = ?", (ref,)).fetchone()
         if row is None:
             return None
-        db.conn.execute("UPDATE applications SET status = ?, staff_note = ?, updated_at = ?"
-                        " WHERE id = ?", (status, note, at, row[0]))
-        db.conn.execute("INSERT INTO application_history (application_id, status, note, actor, at)"
-                        " VALUES (?, ?, ?, ?, ?)", (row[0], status, note, actor, at))
+        set_status(db, row[0], status, note, actor, at)
     return row[1]
+
+
+def set_status(db: Database, application_id: int, status: str, note: str, actor: str,
+               at: float, staff_note: bool = True) -> None:
+    """Record a status change in the row and its history; no commit (call inside immediate()).
+
+    staff_note=False keeps the note in the history only (the applicant's own words are
+    not a staff note). Raises ValueError for a status not in STATUSES.
+    """
+    if status not in STATUSES:
+        raise ValueError(f"unknown status: {status}")
+    if staff_note:
+        db.conn.execute("UPDATE applications SET status = ?, staff_note = ?, updated_at = ?"
+                        " WHERE id = ?", (status, note, at, application_id))
+    else:
+        db.conn.execute("UPDATE applications SET status = ?, updated_at = ? WHERE id = ?",
+                        (status, at, application_id))
+    db.conn.execute("INSERT INTO application_history (application_id, status, note, actor, at)"
+                    " VALUES (?, ?, ?, ?, ?)", (application_id, status, note, actor, at))
 
 
 def _row(db: Database, row: tuple | None) -> dict[str, Any] | None:
@@ -173,7 +231,8 @@ def applicant_openids(db: Database, type_: str | None = None, course_id: str | N
                       township: str | None = None) -> list[str]:
     """Applicants (training or loan, of a course, of a township) who neither withdrew
     nor unsubscribed."""
-    clauses, params = ["a.status != ?"], [STATUSES[-1]]  # withdrawn (已取消)
+    clauses = [f"a.status NOT IN ({','.join('?' * len(DROPPED_STATUSES))})"]
+    params: list[str] = list(DROPPED_STATUSES)
     for column, value in (("type", type_), ("course_id", course_id), ("township", township)):
         if value is not None:
             clauses.append(f"a.{column} = ?")

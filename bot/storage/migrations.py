@@ -200,6 +200,13 @@ def m013_voice_transcripts(db: Database) -> None:
 
 
 @migrations()
+def m020_workflow_promoted(db: Database) -> None:
+    # When a waitlisted training registration got a freed seat: the applicant's status
+    # query says so, and it tells a promoted row from one that never waited.
+    db.table("applications").add_column("promoted_at", float)
+
+
+@migrations()
 def m021_people_phone_tail(db: Database) -> None:
     # Staff find a caller by the last four digits of their phone. The masked phone
     # (138****5678) already keeps those four in the clear, as every list shows them, so an

@@ -1,8 +1,10 @@
 """The training registration and loan application forms, and "查询进度".
 
 forms.py: the questions and the summary; checks.py: the checks with their hints;
-submit.py: what confirming does; routes.py: the router. The form lifecycle itself is
-bot/dialogue.py's.
+submit.py: what confirming does; withdraw.py: the applicant withdrawing a submitted one;
+notices.py: what applicants are told when staff change a status or a seat frees up;
+routes.py: the router. The form lifecycle itself is bot/dialogue.py's, the status
+workflow bot/casework.py's.
 """
 from __future__ import annotations
 

@@ -52,7 +52,9 @@ def course_line(ctx: Context, chosen: Course, seats: bool = True) -> str:
     """Name, dates and place; with seats, how many are left or that it is full."""
     details = "，".join(x for x in (chosen.dates, chosen.place) if x)
     text = f"{chosen.name}（{details}）" if details else chosen.name
-    left = chosen.capacity - applications.seats_taken(ctx.db, chosen.id)
+    # Those waiting come first: a seat they have not been given yet is not free.
+    left = (chosen.capacity - applications.seats_taken(ctx.db, chosen.id)
+            - applications.waiting_count(ctx.db, chosen.id))
     if left <= 0:
         return text + " 已满，可报名候补"
     return text + (f" 剩余{left}个名额" if seats else "")

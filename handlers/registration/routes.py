@@ -5,6 +5,8 @@ is active it sees every text after the commands (handlers/commands.py: 取消, �
 更多) and before the menu and the matcher; a paused form is left alone until the user says
 "继续报名" / "继续申请". start_training, start_loan and show_status are also run by the
 menu (4, 5, 6) and by the matcher's service topics (handlers/services.py ACTIONS).
+"取消申请" / "取消报名" are not commands: with a form open they cancel it, otherwise they
+withdraw a submitted application (withdraw.py), as 撤回申请 does.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from bot import dialogue as engine
 from bot.dialogue import SUMMARY, Dialogue
 from bot.router import Context, Inbound, Reply, Router
 from bot.storage import applications
-from handlers.registration.checks import CONFIRM_WORDS, NO_WORDS, YES_WORDS, plain, trimmed
+from handlers.registration import withdraw
+from handlers.registration.checks import CONFIRM_WORDS, NO_WORDS, YES_WORDS, plain, trimmed, yes_no
 from handlers.registration.forms import (
     FORMS,
     RESUME_WORD,
@@ -32,7 +35,9 @@ TRAINING_WORDS = ("我要报名培训", "报名培训", "培训报名", "我要�
 LOAN_WORDS = ("我要申请贷款", "申请贷款", "贷款申请", "我要贷款")
 STATUS_WORDS = ("查询进度", "我的申请", "进度", "查进度", "查询申请", "申请进度")
 RESUME_WORDS = ("继续报名", "继续申请", "继续填写", "接着填")
-CANCEL_WORDS = ("取消", "取消报名", "取消申请", "不填了", "退出")
+CANCEL_WORDS = ("取消", "不填了", "退出")
+# Cancel the open form if there is one, else withdraw a submitted application (withdraw.py).
+_CANCEL_OR_WITHDRAW = ("取消报名", "取消申请")
 BACK_WORDS = ("上一步", "返回上一步", "上一题", "返回")
 EDIT_PREFIX = re.compile(r"^(我要|我想)?(修改|更改|改一下|改)")
 
@@ -85,6 +90,31 @@ def resume_form(inbound: Inbound, ctx: Context) -> Reply:
         return Reply(text=f"没有可以接着填的内容（超过{hours}小时的会自动清除）。"
                           f"回复“{start}”重新开始。")
     return _resume(wanted[0], ctx)
+
+
+@router.add(lambda m: m.kind == "text" and (yes_no(m.text) is not None or plain(m.text).isdigit()))
+def answer_withdrawal(inbound: Inbound, ctx: Context) -> Reply | None:
+    """是 / 否 (or a number) right after the bot asked about withdrawing an application."""
+    return _with_form_prompt(withdraw.answer(inbound, ctx), inbound, ctx)
+
+
+@router.add(lambda m: m.kind == "text" and withdraw.is_request(m.text))
+def withdraw_application(inbound: Inbound, ctx: Context) -> Reply | None:
+    """撤回申请, 我不想去培训了, a reference number: withdraw a submitted application, asking
+    first. With a form open, 取消申请 and words without 撤回 cancel the form instead."""
+    typed = plain(inbound.text)
+    if (is_filling(inbound, ctx) and withdraw.reference(inbound.text) is None
+            and (typed in _CANCEL_OR_WITHDRAW or not any(w in typed for w in ("撤回", "撤销")))):
+        return cancel(inbound, ctx)
+    return _with_form_prompt(withdraw.start(inbound, ctx), inbound, ctx)
+
+
+def _with_form_prompt(reply: Reply | None, inbound: Inbound, ctx: Context) -> Reply | None:
+    """The reply, then the active form's pending question (the form goes on)."""
+    active = engine.active(ctx, inbound.openid)
+    if reply is None or active is None:
+        return reply
+    return reply.with_text(reply.text + f"\n\n——\n接着填{TITLE[active.form]}：\n" + prompt(active, ctx))
 
 
 @router.text

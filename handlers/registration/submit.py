@@ -5,7 +5,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from bot import clock, labels
+from bot import casework, clock, labels
 from bot import dialogue as engine
 from bot.dialogue import Dialogue
 from bot.labels import yuan
@@ -13,6 +13,7 @@ from bot.privacy import mask_id, mask_phone
 from bot.router import Context, Reply
 from bot.settings import Course
 from bot.storage import applications, user_state
+from handlers.registration.notices import NOTICES
 
 TRAINING, LOAN = "training", "loan"
 PREFIX = {TRAINING: "PX", LOAN: "DK"}
@@ -39,6 +40,8 @@ def submit(d: Dialogue, ctx: Context) -> Reply | None:
         record.update(course_id=chosen.id, course_name=chosen.name,
                       returning_worker=int(a["returning"]))
         capacity = chosen.capacity
+        # Seats freed meanwhile (a raised capacity) go to those already waiting first.
+        casework.fill_seats(ctx.db, chosen, NOTICES, ctx.now())
     else:
         record.update(amount_yuan=a["amount"], purpose=a["purpose"], industry=a["industry"],
                       stage=a["stage"])
@@ -70,8 +73,11 @@ def describe(row: dict[str, Any]) -> str:
     what = (f"培训报名：{row['course_name']}" if row["type"] == TRAINING
             else f"贷款申请：{yuan(row['amount_yuan'])}")
     status = row["status"]
-    if row["waitlist_position"] and status in applications.OPEN_STATUSES:
-        status += f"（候补第{row['waitlist_position']}位）"
+    if status in applications.OPEN_STATUSES:
+        if row["waitlist_position"]:
+            status += f"（候补第{row['waitlist_position']}位）"
+        elif row.get("promoted_at"):
+            status += "（已从候补转为正式名额）"
     lines = [f"编号：{row['ref']}", what, f"状态：{status}"]
     if row["staff_note"]:
         lines.append(f"工作人员备注：{row['staff_note']}")

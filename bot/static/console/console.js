@@ -93,3 +93,14 @@ document.addEventListener("submit", async (e) => {
   shown.replaceChildren(full);
   form.remove();
 });
+
+// Application page: a status that needs a reason (未通过) makes the note required.
+document.addEventListener("change", (e) => {
+  const select = e.target;
+  if (!(select instanceof HTMLSelectElement) || select.form?.id !== "status-form") return;
+  const chosen = select.selectedOptions[0];
+  const note = select.form.elements.namedItem("note");
+  if (note.dataset.example === undefined) note.dataset.example = note.placeholder;
+  note.required = Boolean(chosen && "noteRequired" in chosen.dataset);
+  note.placeholder = note.required ? "请写明未通过的原因，申请人会收到" : note.dataset.example;
+});
