@@ -76,8 +76,9 @@ def test_phone_tail_search_uses_an_index(app):
 def test_person_page_has_masked_numbers_history_and_the_whole_conversation(app, staff_client):
     px, _ = apply_both(staff_client)
     detail = text_of(staff_client.get(f"/admin/applications/{px}"))
-    staff_client.post(f"/admin/applications/{px}/status", data={
-        "status": "已通过", "note": "请12月15日报到", "csrf_token": csrf_from(detail)})
+    for status, note in (("审核中", ""), ("已通过", "请12月15日报到")):  # the workflow's steps
+        staff_client.post(f"/admin/applications/{px}/status", data={
+            "status": status, "note": note, "csrf_token": csrf_from(detail)})
     staff_client.post("/admin/conversations/o-zhang/reply", data={
         "text": "您好，我是小王，课程会准时开班。", "csrf_token": page_token(staff_client)})
     runtime = app.extensions["bot"]
