@@ -37,7 +37,7 @@ def create_app(settings: Settings, library: Library | None = None) -> Flask:
     return app
 
 
-def runtime() -> Runtime:
+def current_runtime() -> Runtime:
     """The current app's Runtime."""
     return current_app.extensions["bot"]
 
@@ -45,7 +45,7 @@ def runtime() -> Runtime:
 def get_db() -> Database:
     """The request's database connection, opened on first use and closed at teardown."""
     if "db" not in g:
-        g.db = runtime().open_db()
+        g.db = current_runtime().open_db()
     return g.db
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from bot import runtime
+from bot import current_runtime
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -14,7 +14,7 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 @bp.before_request
 def require_key() -> tuple[Response, int] | None:
     """With [api] key set, require "Authorization: Bearer KEY"."""
-    key = runtime().settings.api.key
+    key = current_runtime().settings.api.key
     if not key:
         return None
     given = request.headers.get("Authorization", "")
@@ -38,7 +38,7 @@ def ask() -> Response | tuple[Response, int]:
 
 def ask_payload(question: str) -> dict[str, Any]:
     """The /api/ask answer for a question (also used by `run.py ask --json`)."""
-    rt = runtime()
+    rt = current_runtime()
     match = rt.library.match(question)
     office = rt.settings.county.office(match.office) if match.office else None
     return {

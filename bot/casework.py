@@ -125,7 +125,8 @@ def change_status(db: Database, ref: str, status: str, note: str, actor: str, ro
     return Change(changed, promoted)
 
 
-def fill_seats(db: Database, course: Course, notices: Notices, at: float | None = None) -> list[dict[str, Any]]:
+def fill_seats(db: Database, course: Course, notices: Notices,
+               at: float | None = None) -> list[dict[str, Any]]:
     """Give the course's free seats to the waiting list in order, telling each one moved up.
 
     Returns the promoted applications. Also called before a new registration, so seats a

@@ -112,7 +112,7 @@ def run_gunicorn(app: Any, options: dict[str, Any]) -> None:
 @click.pass_obj
 def chat(settings: Settings, openid: str) -> None:
     """Chat with the bot in the terminal, through the signed webhook path. Example: python run.py chat"""
-    from bot import runtime as current_runtime
+    from bot import current_runtime
     from bot.phone import Phone
 
     app = make_app(settings)
@@ -402,13 +402,17 @@ def export_applications(settings: Settings, fmt: str, out: Path, type_: str | No
 
 @cli.group("applications")
 def applications_group() -> None:
-    """Training registrations and loan applications. Example: python run.py applications status PX20261201-0001 审核中"""
+    """Training registrations and loan applications.
+
+    Example: python run.py applications status PX20261201-0001 审核中
+    """
 
 
 @applications_group.command("status")
 @click.argument("ref")
 @click.argument("status")
-@click.option("--note", default="", help="Reason or instructions sent to the applicant (required for 未通过).")
+@click.option("--note", default="",
+              help="Reason or instructions sent to the applicant (required for 未通过).")
 @click.pass_obj
 def application_status(settings: Settings, ref: str, status: str, note: str) -> None:
     """Move an application to its next status, as the console does, and notify the applicant.
@@ -419,8 +423,7 @@ def application_status(settings: Settings, ref: str, status: str, note: str) -> 
 
     Example: python run.py applications status PX20261201-0001 未通过 --note "名额已满，请报下期"
     """
-    from bot import casework, labels
-    from bot import runtime as current_runtime
+    from bot import casework, current_runtime, labels
     from bot.storage import engine, staff
 
     app = make_app(settings)

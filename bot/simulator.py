@@ -5,7 +5,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, redirect, re
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from bot import get_db, runtime
+from bot import current_runtime, get_db
 from bot.auth import signed_in_staff
 from bot.phone import Phone
 from bot.storage import push
@@ -30,7 +30,7 @@ POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'sel
 def only_where_allowed() -> ResponseReturnValue | None:
     """With an app_secret the simulator speaks for real subscribers: unless the operator
     turned it on ([simulator] in_production), it does not exist; then staff sign in first."""
-    settings = runtime().settings
+    settings = current_runtime().settings
     if settings.wechat.demo:
         return None
     if not settings.simulator.in_production:
@@ -53,7 +53,7 @@ def harden(response: Response) -> Response:
 @bp.get("/")
 def page() -> str:
     """The chat page, with the custom menu from settings."""
-    settings = runtime().settings
+    settings = current_runtime().settings
     return render_template("simulator/index.html", settings=settings, menu=settings.menu[:3])
 
 
@@ -66,7 +66,7 @@ def send() -> Response | tuple[Response, int]:
     openid = str(data.get("openid") or "").strip()
     if not openid or len(openid) > _MAX_OPENID:
         return jsonify(error="请先填写用户 openid（不超过 64 个字符）"), 400
-    phone = Phone(current_app, runtime().settings)
+    phone = Phone(current_app, current_runtime().settings)
     if data.get("event"):
         event = str(data["event"])
         if event not in _EVENTS:
@@ -87,14 +87,14 @@ def inbox() -> Response | tuple[Response, int]:
     after = request.args.get("after", 0, type=int)
     if not -(2**63) <= after < 2**63:  # SQLite integers are 64-bit
         return jsonify(error="after 参数不对"), 400
-    runtime().deliver_pending()
+    current_runtime().deliver_pending()
     return jsonify(messages=push.inbox_since(get_db(), openid, after))
 
 
 @bp.post("/api/voice")
 def send_voice() -> Response | tuple[Response, int]:
     """Send a recording or an audio file as a voice message (demo mode); returns the reply."""
-    if runtime().api is not None:
+    if current_runtime().api is not None:
         # With a real account the bot fetches voice from WeChat, which has no such file.
         return jsonify(error="模拟器只在演示模式下能发语音"), 400
     request.max_content_length = _MAX_VOICE_BYTES
@@ -110,6 +110,7 @@ def send_voice() -> Response | tuple[Response, int]:
         return jsonify(error="没有收到录音"), 400
     # Demo mode's media/get reads the recording from the data folder (bot/voice.py); with
     # recognition off nothing would read it, so it is not kept.
-    media_id = "" if runtime().voice is None else LocalMedia(media_folder(runtime().settings)).store(data)
-    reply = Phone(current_app, runtime().settings).send_voice(openid, media_id)
+    runtime = current_runtime()
+    media_id = "" if runtime.voice is None else LocalMedia(media_folder(runtime.settings)).store(data)
+    reply = Phone(current_app, runtime.settings).send_voice(openid, media_id)
     return jsonify(reply=reply)

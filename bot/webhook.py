@@ -9,7 +9,7 @@ from typing import NoReturn
 from flask import Blueprint, Response, abort, current_app, request
 from werkzeug.datastructures import MultiDict
 
-from bot import runtime as current_runtime
+from bot import current_runtime
 from bot.runtime import ReplayRefused, Runtime
 from bot.wechat import protocol as wechat
 

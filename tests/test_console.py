@@ -79,7 +79,8 @@ def test_staff_add_asks_twice_and_stores_only_a_slow_hash(tmp_path):
 
 def test_staff_add_refuses_mismatch_short_password_and_duplicate(tmp_path):
     config = write_config(tmp_path)
-    run = lambda text: CliRunner().invoke(cli, ["--config", str(config), "staff", "add", "li"], input=text)
+    def run(text):
+        return CliRunner().invoke(cli, ["--config", str(config), "staff", "add", "li"], input=text)
     short = run("short\nshort\n")
     assert short.exit_code != 0 and "至少 8 个字符" in short.output
     # A mismatch asks again; the account is made once both entries agree.
@@ -91,7 +92,8 @@ def test_staff_add_refuses_mismatch_short_password_and_duplicate(tmp_path):
 
 def test_staff_password_resets_and_lifts_the_lock(tmp_path):
     config = write_config(tmp_path)
-    invoke = lambda *args, text: CliRunner().invoke(cli, ["--config", str(config), "staff", *args], input=text)
+    def invoke(*args, text):
+        return CliRunner().invoke(cli, ["--config", str(config), "staff", *args], input=text)
     assert invoke("reset-password", "nobody", text="new-pass-123\nnew-pass-123\n").exit_code != 0
     assert invoke("add", "li", text="s3cret-pass\ns3cret-pass\n").exit_code == 0
     d = engine.connect(tmp_path / "bot.db")
@@ -341,7 +343,8 @@ def test_staff_reply_reaches_the_user_and_closes_the_hand_off(app, staff_client)
     assert "o-help" in listing and "我想问贷款的事" in listing
     assert staff_client.get("/admin/api/handoffs").get_json() == {"open": 1}
     staff_client.post("/admin/conversations/o-help/reply",
-                      data={"text": "您好，贷款请带身份证到窗口办理。", "csrf_token": page_token(staff_client)})
+                      data={"text": "您好，贷款请带身份证到窗口办理。",
+                            "csrf_token": page_token(staff_client)})
     inbox = staff_client.get("/simulator/api/inbox?openid=o-help").get_json()["messages"]
     assert [m["text"] for m in inbox] == ["您好，贷款请带身份证到窗口办理。"]
     assert staff_client.get("/admin/api/handoffs").get_json() == {"open": 0}
@@ -441,6 +444,37 @@ def test_topic_edit_keeps_the_rest_of_the_file_as_written(kb_client, tmp_path):
     assert new["topics"]["support.loan"]["details"] == old["topics"]["support.loan"]["details"]
 
 
+def test_an_answer_with_lines_starting_with_a_bracket_can_be_edited_again(kb_client, tmp_path):
+    form = topic_form(kb_client, "support.loan")
+    form["answer"] = "[注意] 个人最高{loan_ceiling}。\n[提示] 电话：{hotline}"
+    assert kb_client.post("/admin/knowledge/support.loan", data=form).status_code == 302
+    form = topic_form(kb_client, "support.loan")
+    assert form["answer"].startswith("[注意]")
+    form["keywords"] += "\n借本钱"
+    assert kb_client.post("/admin/knowledge/support.loan", data=form).status_code == 302
+    reply = Chat(kb_client, "o-bracket").say("创业贷款能贷好多")
+    assert "[注意] 个人最高5万元。" in reply and "[提示] 电话：0000-12345678" in reply
+
+
+def test_an_edit_killed_right_after_the_write_is_in_the_audit_log(kb_client, tmp_path, monkeypatch):
+    from bot.knowledge import edit
+
+    def write_then_die(file, text):
+        real_write(file, text)
+        raise KeyboardInterrupt  # the process is killed before anything else runs
+
+    real_write = edit._write
+    monkeypatch.setattr(edit, "_write", write_then_die)
+    form = topic_form(kb_client, "support.loan")
+    form["answer"] = "贷款新规：个人最高{loan_ceiling}。"
+    with pytest.raises(KeyboardInterrupt):
+        kb_client.post("/admin/knowledge/support.loan", data=form)
+    assert "贷款新规" in (tmp_path / "policies" / "support.toml").read_text(encoding="utf-8")
+    monkeypatch.setattr(edit, "_write", real_write)
+    audit = kb_client.get("/admin/audit").get_data(as_text=True)
+    assert "编辑话题" in audit and "support.loan" in audit
+
+
 @pytest.mark.parametrize("field,value,problem", [
     ("answer", "请打电话 {phone}", "未知占位符"),
     ("examples", "贷款\n借钱", "至少需要 6 条"),
@@ -471,7 +505,8 @@ def test_unanswered_question_added_as_example_is_matched_at_once(kb_client, tmp_
     assert question not in kb_client.get("/admin/unanswered").get_data(as_text=True)
     again = Chat(kb_client, "o-shop2").say(question)
     assert again != first and "小额贴息贷款" in again
-    assert {r["status"] for r in d.query("SELECT status FROM unanswered WHERE question = ?", [question])} == {"added"}
+    rows = d.query("SELECT status FROM unanswered WHERE question = ?", [question])
+    assert {r["status"] for r in rows} == {"added"}
 
 
 # --- announcements ------------------------------------------------------------------------
@@ -707,8 +742,8 @@ def test_new_dialect_word_is_understood_at_once_and_file_keeps_its_comments(kb_c
     assert kb_client.post("/admin/knowledge/synonyms", data=form).status_code == 302
     after = file.read_text(encoding="utf-8")
     assert '"学本事"' in after
-    assert [l for l in after.splitlines() if l.startswith("#")] == \
-        [l for l in before.splitlines() if l.startswith("#")]
+    assert [line for line in after.splitlines() if line.startswith("#")] == \
+        [line for line in before.splitlines() if line.startswith("#")]
     assert list((tmp_path / "backups" / "policies").glob("synonyms.*.toml"))
     assert library.match("学本事要钱不").topic_id == "support.training"
     assert "编辑同义词" in kb_client.get("/admin/audit").get_data(as_text=True)

@@ -20,9 +20,6 @@ expect = sync_api.expect
 # Saving a topic re-checks the whole knowledge base; on a busy machine that takes a while.
 expect.set_options(timeout=60_000)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 STAFF, PASSWORD = "wang", "browser-pass-42"
 BOT_BUBBLES = ".row.bot:not(.push) .msg"
 PUSHES = ".row.push .msg"
@@ -55,14 +52,6 @@ def served(tmp_path_factory) -> Iterator[Served]:
     yield s
     s.server.shutdown()
     app.extensions["bot"].close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -91,7 +91,8 @@ def test_person_page_has_masked_numbers_history_and_the_whole_conversation(app, 
     assert "张三" in page and "138****5678" in page and "1101**********002X" in page
     assert PHONE not in page and ID not in page
     assert px in page and "已提交" in page and "已通过" in page and "请12月15日报到" in page
-    said = ["我要报名培训", "确认", "状态通知", "已通过", "工作人员回复", "您好，我是小王", "茶叶培训改到县职教中心三楼"]
+    said = ["我要报名培训", "确认", "状态通知", "已通过", "工作人员回复", "您好，我是小王",
+            "茶叶培训改到县职教中心三楼"]
     timeline = page[page.index('id="timeline"'):]
     positions = [timeline.find(text) for text in said]
     assert -1 not in positions and positions == sorted(positions), dict(zip(said, positions))
@@ -184,8 +185,8 @@ def test_staff_disable_ends_sessions_and_sign_in_until_enabled(tmp_path):
     try:
         config = tmp_path / "config.toml"
         config.write_text(f'[storage]\ndatabase = "{tmp_path / "bot.db"}"\n', encoding="utf-8")
-        run = lambda *args, text=None: CliRunner().invoke(cli, ["--config", str(config), "staff", *args],
-                                                          input=text)
+        def run(*args, text=None):
+            return CliRunner().invoke(cli, ["--config", str(config), "staff", *args], input=text)
         client = signed_in(app)
         assert client.get("/admin/").status_code == 200
         result = run("disable", "wang")
@@ -194,7 +195,8 @@ def test_staff_disable_ends_sessions_and_sign_in_until_enabled(tmp_path):
         refused = text_of(sign_in(client))
         assert "这个账号已停用" in refused and client.get("/admin/").status_code == 302
         listed = run("list")
-        assert listed.exit_code == 0 and re.search(r"wang  已停用（\d{4}-\d\d-\d\d \d\d:\d\d）", listed.output)
+        assert listed.exit_code == 0
+        assert re.search(r"wang  已停用（\d{4}-\d\d-\d\d \d\d:\d\d）", listed.output)
         assert run("enable", "wang").exit_code == 0
         assert sign_in(client).status_code == 302 and client.get("/admin/").status_code == 200
         assert "wang  可用  最近登录" in run("list").output
@@ -213,8 +215,8 @@ def test_staff_reset_password_ends_sessions_and_asks_nothing_for_an_unknown_name
     try:
         config = tmp_path / "config.toml"
         config.write_text(f'[storage]\ndatabase = "{tmp_path / "bot.db"}"\n', encoding="utf-8")
-        run = lambda *args, text=None: CliRunner().invoke(cli, ["--config", str(config), "staff", *args],
-                                                          input=text)
+        def run(*args, text=None):
+            return CliRunner().invoke(cli, ["--config", str(config), "staff", *args], input=text)
         unknown = run("reset-password", "nobody")
         assert unknown.exit_code != 0 and "没有后台账号 nobody" in unknown.output
         assert "新密码" not in unknown.output

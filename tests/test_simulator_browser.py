@@ -6,15 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from werkzeug.serving import make_server
 
 from bot import create_app
 from bot.storage import engine, push
 from tests.conftest import make_settings
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 PHONE = {"width": 375, "height": 667}
 # Markup in a configured value that ends up in a reply: it must be shown, not run.
 ADDRESS = "<b>政务中心</b><script>window.pwned = 1</script>二楼"
@@ -25,14 +23,6 @@ MENU = [
     {"name": "更多", "sub_buttons": [{"name": "最新通知", "key": "MENU_NEWS"},
                                      {"name": "联系我们", "key": "MENU_CONTACT"}]},
 ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

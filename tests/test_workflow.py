@@ -285,7 +285,8 @@ def test_concurrent_withdrawals_and_registrations_never_give_a_seat_twice(tmp_pa
         finally:
             db.close()
 
-    threads = [threading.Thread(target=withdraw, args=(r,)) for r in seated] + [threading.Thread(target=newcomer)]
+    threads = [threading.Thread(target=withdraw, args=(r,)) for r in seated]
+    threads.append(threading.Thread(target=newcomer))
     for t in threads:
         t.start()
     for t in threads:

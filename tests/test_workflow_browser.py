@@ -3,7 +3,6 @@ reason required for 未通过 before the form can be sent."""
 from __future__ import annotations
 
 from tests.test_console_browser import (  # noqa: F401  (fixtures)
-    browser,
     expect,
     page,
     send_as,

@@ -30,7 +30,7 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from bot import get_db, runtime
+from bot import current_runtime, get_db
 from bot.clock import CHINA_TZ
 from bot.privacy import load_or_create_key
 from bot.storage import staff
@@ -88,7 +88,7 @@ def format_time(timestamp: float | None) -> str:
 
 def _from_proxy() -> bool:
     """Whether the request came through the configured reverse proxy."""
-    proxy = runtime().settings.console.trusted_proxy
+    proxy = current_runtime().settings.console.trusted_proxy
     return bool(proxy) and request.remote_addr == proxy
 
 
@@ -104,7 +104,7 @@ def client_address() -> str:
 
 def is_https() -> bool:
     """Whether staff reach the console over HTTPS (configured, direct TLS or the proxy's word)."""
-    if runtime().settings.console.https or request.is_secure:
+    if current_runtime().settings.console.https or request.is_secure:
         return True
     return _from_proxy() and request.headers.get("X-Forwarded-Proto", "") == "https"
 

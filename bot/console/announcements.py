@@ -7,7 +7,7 @@ from typing import Any
 from flask import abort, flash, g, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from bot import get_db, labels, runtime
+from bot import current_runtime, get_db, labels
 from bot.console import bp, record
 from bot.push import announcements as news
 from bot.push import runner
@@ -27,7 +27,7 @@ def audience_label(audience: str) -> str:
     """Chinese name of an audience key such as "township:城关镇" or "course:tea"."""
     kind, _, value = audience.partition(":")
     if kind == "course":
-        names = {c.id: c.name for c in runtime().settings.courses}
+        names = {c.id: c.name for c in current_runtime().settings.courses}
         value = names.get(value, value)
     return labels.AUDIENCES.get(kind, kind) + (f"：{value}" if value else "")
 
@@ -45,7 +45,7 @@ def announcements() -> str:
     rows = []
     for a in push.announcements_with_jobs(database, 20):
         rows.append((a, news.job_progress(database, a["job_id"]) if a["job_id"] else None))
-    settings = runtime().settings
+    settings = current_runtime().settings
     return render_template("console/announcements.html", rows=rows, form={},
                            quota=news.quota_status(database, settings.push),
                            settings=settings, audience_label=audience_label)
@@ -57,7 +57,7 @@ def preview_announcement() -> str | tuple[str, int]:
     text = request.form.get("text", "").strip()
     url = request.form.get("url", "").strip()
     audience = _audience_from_form()
-    settings = runtime().settings
+    settings = current_runtime().settings
     error = _announcement_problem(text, url, audience)
     if error:
         database = get_db()
@@ -95,7 +95,7 @@ def send_announcement() -> Response:
     database = get_db()
     announcement_id = news.create_announcement(database, text, url, audience, g.staff)
     job_id = news.start_job(database, announcement_id)
-    runner.send_in_background(runtime(), job_id)
+    runner.send_in_background(current_runtime(), job_id)
     record("发送通知", f"#{announcement_id} {audience_label(audience)}: {text[:100]}")
     return redirect(url_for("console.announcement", announcement_id=announcement_id))
 
@@ -132,7 +132,7 @@ def retry_announcement(announcement_id: int) -> Response:
     include_unknown = request.form.get("include_unknown") == "1"
     count = news.retry_failed(get_db(), job_id, include_unknown)
     if count:
-        runner.send_in_background(runtime(), job_id)
+        runner.send_in_background(current_runtime(), job_id)
     record("重试通知", f"#{announcement_id}: {count} 人")
     flash(f"已重新发送给 {count} 人。" if count else "没有可重试的失败对象。")
     return redirect(url_for("console.announcement", announcement_id=announcement_id))

@@ -10,7 +10,7 @@ from typing import Any
 from flask import abort, flash, g, redirect, render_template, request, send_file, url_for
 from werkzeug.wrappers import Response
 
-from bot import casework, export, get_db, labels, runtime
+from bot import casework, current_runtime, export, get_db, labels
 from bot.clock import CHINA_TZ
 from bot.console import bp, page_number, record
 
@@ -54,7 +54,7 @@ def applications() -> str:
         search=f["q"][:40] or None, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
     return render_template("console/applications.html", rows=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE,
                            page=page, f=f, types=labels.APPLICATION_TYPES, statuses=store.STATUSES,
-                           settings=runtime().settings)
+                           settings=current_runtime().settings)
 
 
 @bp.get("/applications/export")
@@ -69,7 +69,7 @@ def export_applications() -> Response:
     # user can read the numbers while the file exists.
     with tempfile.TemporaryDirectory(prefix="cyt-export-") as tmp:
         out = Path(tmp) / f"applications.{fmt}"
-        count = export.export_applications(get_db(), runtime().vault, out, fmt, type_, status)
+        count = export.export_applications(get_db(), current_runtime().vault, out, fmt, type_, status)
         data = out.read_bytes()
     record("导出申请", f"{count} 条（{fmt}，类型 {type_ or '全部'}，状态 {status or '全部'}）")
     stamp = datetime.now(CHINA_TZ).strftime("%Y%m%d-%H%M")
@@ -100,7 +100,7 @@ def change_application_status(ref: str) -> Response:
     if not status:
         flash("请选择新的状态。")
         return redirect(url_for("console.application", ref=ref))
-    rt = runtime()
+    rt = current_runtime()
     try:
         with transaction(database):
             change = casework.change_status(database, ref, status, note, g.staff, casework.STAFF,

@@ -7,7 +7,7 @@ from flask import g, redirect, render_template, request, session, url_for
 from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers import Response
 
-from bot import get_db, runtime
+from bot import current_runtime, get_db
 from bot.console import bp, client_address, record
 from bot.storage import staff
 
@@ -21,7 +21,7 @@ def login() -> str | Response:
     error = ""
     next_url = request.values.get("next", "")
     if request.method == "POST":
-        conf = runtime().settings.console
+        conf = current_runtime().settings.console
         database = get_db()
         username = request.form.get("username", "").strip()[:64]
         password = request.form.get("password", "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import flash, g, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from bot import get_db, labels, runtime
+from bot import current_runtime, get_db, labels
 from bot.console import bp, people, record
 from bot.storage import messages, push, staff
 
@@ -61,7 +61,7 @@ def reply(openid: str) -> Response:
         return redirect(url_for("console.conversation", openid=openid))
     database = get_db()
     push.enqueue_message(database, openid, text, "staff-reply")
-    runtime().deliver_pending()
+    current_runtime().deliver_pending()
     staff.close_handoff(database, openid, g.staff)
     record("回复用户", f"{openid}: {text[:100]}")
     flash("回复已发出。")

@@ -8,20 +8,20 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from bot import get_db, labels, runtime
+from bot import current_runtime, get_db, labels
 from bot.console import bp, record
 from bot.knowledge import edit as knowledge_edit
 from bot.storage import messages
 
 
 def _backup_dir() -> Path:
-    return runtime().settings.data_dir / "backups" / "policies"
+    return current_runtime().settings.data_dir / "backups" / "policies"
 
 
 @bp.get("/knowledge")
 def knowledge() -> str:
     """Topics by category, with a search over titles, answers, keywords and examples."""
-    kb = runtime().library.kb
+    kb = current_runtime().library.kb
     query = request.args.get("q", "").strip()
     sections = []
     for category in kb.categories:
@@ -43,7 +43,7 @@ def _topic_has(topic: Any, query: str) -> bool:
 @bp.route("/knowledge/<topic_id>", methods=["GET", "POST"])
 def topic(topic_id: str) -> str | Response | tuple[str, int]:
     """Edit one topic; saved to its policies/ file (previous version backed up) and live at once."""
-    library = runtime().library
+    library = current_runtime().library
     current = library.kb.topics.get(topic_id)
     if current is None:
         abort(404)
@@ -58,14 +58,14 @@ def topic(topic_id: str) -> str | Response | tuple[str, int]:
                                    "examples": _lines(form["examples"]),
                                    "details": {k: form[f"details.{k}"] for k in labels.DETAILS}}
         try:
-            warnings = knowledge_edit.save_topic(runtime().settings.matcher.policies_dir,
-                                                 _backup_dir(), runtime().settings.matcher,
-                                                 topic_id, changes)
+            warnings = knowledge_edit.save_topic(
+                current_runtime().settings.matcher.policies_dir, _backup_dir(),
+                current_runtime().settings.matcher, topic_id, changes,
+                before_write=lambda: record("编辑话题", topic_id))
         except knowledge_edit.EditError as exc:
             problems = exc.problems
         else:
             library.reload()
-            record("编辑话题", topic_id)
             flash("已保存，机器人已按新内容回答。")
             for warning in warnings:
                 flash("提醒：" + warning)
@@ -78,7 +78,7 @@ def topic(topic_id: str) -> str | Response | tuple[str, int]:
 @bp.route("/knowledge/synonyms", methods=["GET", "POST"])
 def synonyms() -> str | Response | tuple[str, int]:
     """Edit the synonym map: one line per term, "标准词 = 说法1，说法2"."""
-    library = runtime().library
+    library = current_runtime().library
     problems: list[str] = []
     current: dict[str, list[str]] = {}
     for variant, term in library.kb.synonyms.items():
@@ -89,13 +89,14 @@ def synonyms() -> str | Response | tuple[str, int]:
         parsed, problems = _parse_synonyms(text)
         if not problems:
             try:
-                knowledge_edit.save_synonyms(runtime().settings.matcher.policies_dir, _backup_dir(),
-                                             runtime().settings.matcher, parsed)
+                knowledge_edit.save_synonyms(
+                    current_runtime().settings.matcher.policies_dir, _backup_dir(),
+                    current_runtime().settings.matcher, parsed,
+                    before_write=lambda: record("编辑同义词", f"{len(parsed)} 个标准词"))
             except knowledge_edit.EditError as exc:
                 problems = exc.problems
             else:
                 library.reload()
-                record("编辑同义词", f"{len(parsed)} 个标准词")
                 flash("同义词已保存并生效。")
                 return redirect(url_for("console.synonyms"))
     return render_template("console/synonyms.html", text=text, problems=problems), \
@@ -137,7 +138,7 @@ def plain_problem(problem: str, titles: dict[str, str]) -> str:
 @bp.post("/unanswered/add-example")
 def add_example() -> Response:
     """Teach the bot: add an unanswered question as an example of the chosen topic."""
-    library = runtime().library
+    library = current_runtime().library
     database = get_db()
     ids = [int(i) for i in request.form.getlist("id") if i.isascii() and i.isdigit()]
     row = messages.get_unanswered(database, ids[0]) if ids else None
@@ -146,8 +147,9 @@ def add_example() -> Response:
         flash("请先选择要加入的话题。" if row else "问题不存在，请刷新页面。")
         return redirect(url_for("console.unanswered"))
     try:
-        knowledge_edit.add_example(runtime().settings.matcher.policies_dir, _backup_dir(),
-                                   runtime().settings.matcher, topic_id, row["question"])
+        knowledge_edit.add_example(current_runtime().settings.matcher.policies_dir, _backup_dir(),
+                                   current_runtime().settings.matcher, topic_id, row["question"],
+                                   before_write=lambda: record("加为例句", f"{topic_id}: {row['question']}"))
     except knowledge_edit.EditError as exc:
         titles = {t.id: t.title for t in library.kb.topics.values()}
         flash(f"没有加入：把“{row['question']}”加到“{library.kb.topics[topic_id].title}”后，"
@@ -156,6 +158,5 @@ def add_example() -> Response:
         return redirect(url_for("console.unanswered"))
     library.reload()
     messages.close_unanswered(database, ids, "added")
-    record("加为例句", f"{topic_id}: {row['question']}")
     flash(f"已把“{row['question']}”加为“{library.kb.topics[topic_id].title}”的例句，立即生效。")
     return redirect(url_for("console.unanswered"))

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 
 from flask import render_template
 
-from bot import get_db, labels, runtime
+from bot import current_runtime, get_db, labels
 from bot.clock import CHINA_TZ
 from bot.console import bp
 from bot.storage import staff
@@ -49,5 +49,5 @@ def _local_day(timestamp: float) -> str:
 
 def topic_title(topic_id: str | None) -> str:
     """A topic's title for staff (its id if the topic is gone)."""
-    topic = runtime().library.kb.topics.get(topic_id) if topic_id else None
+    topic = current_runtime().library.kb.topics.get(topic_id) if topic_id else None
     return topic.title if topic else (topic_id or "")

@@ -8,7 +8,7 @@ from flask import Flask, abort, jsonify, render_template, request
 from flask.sansio.blueprints import BlueprintSetupState
 from werkzeug.wrappers import Response
 
-from bot import get_db, labels, runtime
+from bot import current_runtime, get_db, labels
 from bot.console import bp, record
 from bot.privacy import mask_text
 from bot.storage import applications as store
@@ -35,7 +35,7 @@ def display_names(openids: list[str]) -> dict[str, str]:
 
 def forms_in_progress(openid: str) -> list[dict[str, Any]]:
     """The user's forms still open (within the resume window): form and step labels, no answers."""
-    window = runtime().settings.dialogue.resume_hours * 3600
+    window = current_runtime().settings.dialogue.resume_hours * 3600
     database = get_db()
     oldest = now() - window
     return [{"form": labels.APPLICATION_TYPES.get(row["form"], row["form"]),
@@ -104,7 +104,7 @@ def reveal_number(openid: str) -> str | Response:
     if application is None or application["openid"] != openid:
         abort(404)
     try:
-        number = runtime().vault.decrypt(application[ENCRYPTED[kind]] or "")
+        number = current_runtime().vault.decrypt(application[ENCRYPTED[kind]] or "")
     except ValueError:
         abort(400, "这个号码无法读取，请联系系统管理员。")
     record("查看完整号码", f"{application['name'] or openid}（{ref}）的{labels.NUMBER_KINDS[kind]}")

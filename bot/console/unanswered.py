@@ -9,7 +9,7 @@ from flask import flash, redirect, render_template, request, url_for
 from rapidfuzz import fuzz, process
 from werkzeug.wrappers import Response
 
-from bot import get_db, runtime
+from bot import current_runtime, get_db
 from bot.console import bp, page_number, people, record
 from bot.console.overview import topic_title
 from bot.storage import messages, staff
@@ -44,7 +44,7 @@ def unanswered() -> str:
     page = page_number()
     total = staff.count_open_unanswered(database)
     rows = staff.open_unanswered_page(database, PAGE_SIZE, (page - 1) * PAGE_SIZE)
-    topics = sorted(runtime().library.kb.topics.values(), key=lambda t: t.id)
+    topics = sorted(current_runtime().library.kb.topics.values(), key=lambda t: t.id)
     groups = [_fold_repeats(group) for group in group_similar(rows, lambda r: r["question"])]
     pages = max(1, -(-total // PAGE_SIZE))
     names = people.display_names([r["openid"] for r in rows if r["openid"]])

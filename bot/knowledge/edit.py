@@ -40,18 +40,21 @@ class EditError(Exception):
 
 
 def save_topic(policies_dir: Path, backup_dir: Path, settings: MatcherSettings, topic_id: str,
-               changes: dict[str, Any]) -> list[str]:
+               changes: dict[str, Any], before_write: Callable[[], None] | None = None) -> list[str]:
     """Apply changes (title, answer, keywords, examples, details) to one topic and write it.
 
     Raises EditError when the result has problems `policies check` did not report
     before. Returns warnings: newly added examples that still look more like another
     topic (staff chose the topic on purpose, so that alone does not refuse the edit).
+    before_write runs once the edit passed its checks, just before the file changes: the
+    audit entry goes there, so no change of the knowledge base is ever left unaudited.
     """
-    return _edit(policies_dir, backup_dir, settings, topic_id, lambda table: _apply(table, changes))
+    return _edit(policies_dir, backup_dir, settings, topic_id, lambda table: _apply(table, changes),
+                 before_write=before_write)
 
 
 def add_example(policies_dir: Path, backup_dir: Path, settings: MatcherSettings, topic_id: str,
-                question: str) -> None:
+                question: str, before_write: Callable[[], None] | None = None) -> None:
     """Add a question as an example of a topic (no change if already there).
 
     Raises EditError when `policies check` would then fail, the example itself included:
@@ -67,11 +70,13 @@ def add_example(policies_dir: Path, backup_dir: Path, settings: MatcherSettings,
         else:
             table["examples"] = [question]
 
-    _edit(policies_dir, backup_dir, settings, topic_id, append, warn_examples=False)
+    _edit(policies_dir, backup_dir, settings, topic_id, append, warn_examples=False,
+          before_write=before_write)
 
 
 def _edit(policies_dir: Path, backup_dir: Path, settings: MatcherSettings, topic_id: str,
-          update: Callable[[Table], None], warn_examples: bool = True) -> list[str]:
+          update: Callable[[Table], None], warn_examples: bool = True,
+          before_write: Callable[[], None] | None = None) -> list[str]:
     """Read, change, check, back up and write one topic, holding the edit lock throughout."""
     policies_dir = Path(policies_dir)
     file = policies_dir / f"{topic_id.split('.')[0]}.toml"
@@ -92,16 +97,12 @@ def _edit(policies_dir: Path, backup_dir: Path, settings: MatcherSettings, topic
         new_text = tomlkit.dumps(doc)
         added = [e for e in after.get("examples", []) if e not in before.get("examples", [])]
         warnings = _check(policies_dir, file.name, new_text, settings, added if warn_examples else [])
-        try:
-            _backup(file, old_text, backup_dir)
-            _write(file, new_text)
-        except OSError as exc:
-            raise EditError([f"无法写入知识库文件 {file.name}：{exc.strerror}"]) from None
+        _backup_and_write(file, old_text, new_text, backup_dir, before_write)
     return warnings
 
 
 def save_synonyms(policies_dir: Path, backup_dir: Path, settings: MatcherSettings,
-                  synonyms: dict[str, list[str]]) -> None:
+                  synonyms: dict[str, list[str]], before_write: Callable[[], None] | None = None) -> None:
     """Replace the synonym map (canonical -> variants) in synonyms.toml.
 
     Changed terms are rewritten in place, removed ones dropped and new ones appended; the
@@ -128,11 +129,19 @@ def save_synonyms(policies_dir: Path, backup_dir: Path, settings: MatcherSetting
                 table[term] = list(variants)
         new_text = tomlkit.dumps(doc)
         _check(policies_dir, file.name, new_text, settings, [])
-        try:
-            _backup(file, old_text, backup_dir)
-            _write(file, new_text)
-        except OSError as exc:
-            raise EditError([f"无法写入知识库文件 {file.name}：{exc.strerror}"]) from None
+        _backup_and_write(file, old_text, new_text, backup_dir, before_write)
+
+
+def _backup_and_write(file: Path, old_text: str, new_text: str, backup_dir: Path,
+                      before_write: Callable[[], None] | None) -> None:
+    """Keep the previous file, then write the new one (before_write runs in between)."""
+    try:
+        _backup(file, old_text, backup_dir)
+        if before_write is not None:
+            before_write()
+        _write(file, new_text)
+    except OSError as exc:
+        raise EditError([f"无法写入知识库文件 {file.name}：{exc.strerror}"]) from None
 
 
 def _apply(table: Table, changes: dict[str, Any]) -> None:

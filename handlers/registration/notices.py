@@ -9,7 +9,8 @@ from bot.labels import APPLICATION_TYPES
 
 def status_changed(row: dict[str, Any]) -> str:
     """Staff changed the status: the new one and staff's note."""
-    text = f"您的{APPLICATION_TYPES.get(row['type'], '申请')}（编号 {row['ref']}）状态已更新为：{row['status']}。"
+    kind = APPLICATION_TYPES.get(row["type"], "申请")
+    text = f"您的{kind}（编号 {row['ref']}）状态已更新为：{row['status']}。"
     if row["staff_note"]:
         text += f"\n说明：{row['staff_note']}"
     return text + "\n回复“查询进度”可随时查看。"
