@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from bot import labels
 from bot.settings import Settings, SettingsError, load_settings
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
@@ -423,7 +424,7 @@ def application_status(settings: Settings, ref: str, status: str, note: str) -> 
 
     Example: python run.py applications status PX20261201-0001 未通过 --note "名额已满，请报下期"
     """
-    from bot import casework, current_runtime, labels
+    from bot import casework, current_runtime
     from bot.storage import engine, staff
 
     app = make_app(settings)
@@ -449,9 +450,6 @@ def application_status(settings: Settings, ref: str, status: str, note: str) -> 
 
 # --- announcements, push jobs and the custom menu ----------------------------------------
 
-CHANNEL_NAMES = {"custom": "客服消息", "template": "模板消息", "mass": "群发", "simulator": "模拟器"}
-STATUS_NAMES = {"queued": "排队中", "running": "发送中", "waiting": "等待重试", "done": "已完成",
-                "cancelled": "已取消"}
 RUN_PY = Path(__file__).resolve().parent.parent / "run.py"
 
 
@@ -483,8 +481,8 @@ def echo_summary(database: Any, job_id: int) -> None:
     """The end of a send: counts by channel, each failed openid with its error code."""
     from bot.push import announcements
     p = announcements.job_progress(database, job_id)
-    click.echo(f"发送任务 #{job_id}：{STATUS_NAMES.get(p['status'], p['status'])}")
-    channels = "，".join(f"{CHANNEL_NAMES.get(k, k)} {v}" for k, v in sorted(p["by_channel"].items()))
+    click.echo(f"发送任务 #{job_id}：{labels.JOB_STATUS.get(p['status'], p['status'])}")
+    channels = "，".join(f"{labels.CHANNELS.get(k, k)} {v}" for k, v in sorted(p["by_channel"].items()))
     click.echo(f"共 {p['total']} 人：送达 {p['delivered']} 人" + (f"（{channels}）" if channels else "")
                + f"，失败 {p['failed']} 人")
     if p["failed"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from bot.clock import CHINA_TZ
 from bot.privacy import mask_text
 from bot.push import announcements as news
 from bot.router import Context, Inbound, Reply, Router
@@ -30,7 +31,7 @@ def announcements(inbound: Inbound, ctx: Context) -> Reply:
                      topic="service.announcements", band="answer")
     items = []
     for row in rows:
-        day = datetime.fromtimestamp(row["created_at"], news.CHINA).strftime("%m月%d日")
+        day = datetime.fromtimestamp(row["created_at"], CHINA_TZ).strftime("%m月%d日")
         items.append(f"【{day}】{news.message_text(row['text'], row['url'])}")
     return Reply(text="最新通知：\n\n" + "\n\n".join(items), topic="service.announcements",
                  band="answer")

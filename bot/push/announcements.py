@@ -14,18 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlite_utils import Database
 
+from bot.clock import CHINA_TZ
 from bot.settings import PushSettings
 from bot.storage import applications, engine, messages, push
 
 # WeChat's answer for a user who unsubscribed; such recipients are not retried.
 UNSUBSCRIBED = 43004
 # Quota days follow China time (no daylight saving).
-CHINA = timezone(timedelta(hours=8))
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def record_mass_report(database: Database, msg_id: str, status: str,
 
 def quota_day(at: float | None = None) -> str:
     """The quota day (China time) of a moment."""
-    return datetime.fromtimestamp(engine.now() if at is None else at, CHINA).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(engine.now() if at is None else at, CHINA_TZ).strftime("%Y-%m-%d")
 
 
 def quota_status(database: Database, settings: PushSettings, at: float | None = None) -> dict[str, Any]:
@@ -187,5 +187,5 @@ def quota_status(database: Database, settings: PushSettings, at: float | None = 
 
 def next_quota_day_start(at: float) -> float:
     """When the quota day after the one containing `at` starts."""
-    day = datetime.fromtimestamp(at, CHINA).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = datetime.fromtimestamp(at, CHINA_TZ).replace(hour=0, minute=0, second=0, microsecond=0)
     return (day + timedelta(days=1)).timestamp()
