@@ -8,6 +8,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 _LAST_SEEN_MEMORY = 10_000  # users whose last-seen time a process remembers
 _NONCE_PRUNE_INTERVAL = 60.0  # seconds between deletions of expired nonces, per process
+_HELD_LIMIT = 1000  # messages a process keeps for a retry while the database takes no writes
 
 
 @dataclass
@@ -81,6 +83,9 @@ class Runtime:
         # of a conversation need not even read it (storage keeps it to a minute).
         self._last_seen: dict[str, float] = {}
         self._nonces_pruned_at = 0.0
+        # Messages a storage failure (read-only database, full disk) kept from being
+        # answered: WeChat got "success" and will not resend, so they are answered later.
+        self._held: deque[tuple[Inbound, float]] = deque(maxlen=_HELD_LIMIT)
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="handler")
         self._local = threading.local()
         self._stopping = threading.Event()
@@ -161,13 +166,38 @@ class Runtime:
             if not is_storage_failure(exc):
                 raise
             # Nothing was recorded and the claim goes, so a resend is answered afresh;
-            # "success" spares the user WeChat's "cannot serve you" notice.
+            # "success" spares the user WeChat's "cannot serve you" notice, and the
+            # message is kept here to be answered once the database takes writes again.
             logger.error("a %s message was not recorded, answered \"success\"", inbound.kind,
                          exc_info=exc)
             self._drop_connection()
+            self._held.append((inbound, job.received_at))
             return Reply.empty()
         finally:
             self.claims.release(inbound.dedupe_key)
+
+    def retry_held(self) -> int:
+        """Answer the messages a storage failure held back, through the customer-service
+        API like a late answer; returns how many were answered. Stops at the first failure."""
+        answered = 0
+        while self._held:
+            inbound, received_at = self._held.popleft()
+            if not self.claims.claim(inbound.dedupe_key):
+                continue  # WeChat's resend of it is being answered right now
+            try:
+                self._answer(inbound, _Job(received_at=received_at, nonce="", deferred=True))
+                answered += 1
+            except _AlreadyAnswered:
+                pass  # a resend was answered meanwhile
+            except sqlite3.DatabaseError as exc:
+                if not is_storage_failure(exc):
+                    raise
+                self._held.appendleft((inbound, received_at))
+                self._drop_connection()
+                break
+            finally:
+                self.claims.release(inbound.dedupe_key)
+        return answered
 
     def _earlier_reply(self, key: str) -> Reply:
         """A resend of a message answered before: the reply it got in time, else "success"
@@ -188,7 +218,8 @@ class Runtime:
                 deferred = job.deferred
             if inbound.from_subscriber:
                 self._touch(database, inbound.openid)
-            self._check_nonce(database, job.nonce, inbound.dedupe_key)
+            if job.nonce:  # a held message answered later came with no request of its own
+                self._check_nonce(database, job.nonce, inbound.dedupe_key)
             try:
                 messages.record_message(
                     database, inbound.dedupe_key, inbound.openid, inbound.msg_id,
@@ -234,6 +265,7 @@ class Runtime:
         its connections: the courier checkpoints the WAL."""
         self._checkpoints_in_background = True
         self.courier.start(notice_interval, job_interval, checkpoint_interval)
+        self.courier.every(notice_interval, self.retry_held, "held-retry")
         self.courier.every(prune_interval, lambda: messages.prune_messages(
             self.connect(), engine.now() - self.settings.storage.keep_days * 86400), "log-pruner")
 

@@ -176,6 +176,31 @@ def test_read_only_database_at_run_time_answers_success_and_logs_once(tmp_path, 
     assert rows == [("o-1", rows[0][1]), ("o-2", "777000")]
 
 
+def test_a_message_held_back_by_a_read_only_database_is_answered_once_it_takes_writes(
+        tmp_path, monkeypatch):
+    settings = make_settings(tmp_path)
+    migrations.migrate(settings.storage.database)
+    app = create_app(settings)
+    runtime = app.extensions["bot"]
+    try:
+        client = app.test_client()
+        with read_only(settings.storage.database, monkeypatch):
+            xml = wx.text_xml("o-3", "贷款怎么申请", msg_id=888001)
+            resp = client.post("/wechat?" + wx.query(), data=xml.encode(), content_type="text/xml")
+            assert resp.get_data(as_text=True) == "success"
+            assert runtime.retry_held() == 0  # still read-only: kept for the next try
+        assert runtime.retry_held() == 1
+        assert runtime.retry_held() == 0  # answered once
+    finally:
+        runtime.close()
+    database = sqlite3.connect(settings.storage.database)
+    assert database.execute("SELECT msg_id, state FROM messages WHERE openid = 'o-3'").fetchall() == [
+        ("888001", "deferred")]
+    # Demo mode: the late answer went out as a customer-service message (the simulator inbox).
+    inbox = [row[0] for row in database.execute("SELECT text FROM inbox WHERE openid = 'o-3'")]
+    assert len(inbox) == 1 and "贷款" in inbox[0]
+
+
 # --- owner-only files -------------------------------------------------------------------
 
 def test_data_folder_and_its_files_are_owner_only(tmp_path):
