@@ -10,7 +10,8 @@ Run on demand (not part of the tests), from the repository root:
 Needs wrk (Debian: apt-get install wrk). Everything listens on and talks to 127.0.0.1 only;
 the servers use a temporary config and database and are stopped at the end. Each request
 carries a fresh MsgId so the webhook cannot answer from its dedupe record, and a fresh
-signed nonce, as WeChat's do (the webhook refuses a nonce reused for another message).
+signed nonce, as WeChat's do (the webhook refuses a nonce reused for another message);
+the messages come from 10,000 subscribers in turn, none of them past the flood limit.
 Prints req/s and p50/p99 latency per run, the medians, and the webhook's throughput ratio
 to hello-world and to the echo bot.
 """
@@ -37,6 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 TOKEN = "bench-token"
 OPENID = "o-bench-user"
+# Messages come from this many subscribers in turn, each writing every few seconds: under
+# [ratelimit]'s 20 a minute, as real users are (one sender at 2,000 a second is a flood).
+USERS = 10_000
 # Questions as villagers type them, sent in turn, so the matcher does its usual work.
 QUESTIONS = ("贷款怎么申请", "返乡创业有什么补贴", "办营业执照要带什么", "免费培训怎么报名",
              "创业担保贷款利息多少", "开网店要登记吗", "家里的房子能当经营场所吗", "我想养鸡有没有扶持")
@@ -51,6 +55,7 @@ QUERIES_PER_THREAD_SECOND = 6000
 # replies that are real passive replies (XML), stop each thread after max_requests, print
 # one JSON line.
 LUA = r"""
+local body_open = [==[__OPEN__]==]
 local body_head = [==[__HEAD__]==]
 local body_middle = [==[__MIDDLE__]==]
 local body_tail = [==[__TAIL__]==]
@@ -82,7 +87,8 @@ function request()
   sent = sent + 1
   local msg_id = run_id .. tid .. string.format("%09d", sent)
   local question = questions[(sent + tid) % #questions + 1]
-  local body = body_head .. question .. body_middle .. msg_id .. body_tail
+  local user = string.format("%s%d", "__USER__", (sent * 7919 + tid) % __USERS__)
+  local body = body_open .. user .. body_head .. question .. body_middle .. msg_id .. body_tail
   local query = queries[(sent - 1) % #queries + 1]
   return wrk.format("POST", "/wechat?" .. query, {["Content-Type"] = "text/xml"}, body)
 end
@@ -164,13 +170,14 @@ def signed_query(timestamp: str, nonce: str) -> str:
                       "openid": OPENID})
 
 
-def message_parts() -> tuple[str, str, str]:
-    """A text message split around its question and MsgId, which wrk fills in per request."""
-    head = (f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName>"
-            f"<FromUserName><![CDATA[{OPENID}]]></FromUserName>"
+def message_parts() -> tuple[str, str, str, str]:
+    """A text message split around its sender, question and MsgId, which wrk fills in per
+    request."""
+    opening = "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA["
+    head = (f"]]></FromUserName>"
             f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
             f"<Content><![CDATA[")
-    return head, "]]></Content><MsgId>", "</MsgId></xml>"
+    return opening, head, "]]></Content><MsgId>", "</MsgId></xml>"
 
 
 def write_config(folder: Path, port: int, workers: int) -> Path:
@@ -221,8 +228,8 @@ def wait_until_responds(url: str, proc: subprocess.Popen, log: Path, timeout: fl
 
 def check_reply(url: str, question: str) -> str:
     """One real request first: the webhook must give a passive text reply, not 'success'."""
-    head, middle, tail = message_parts()
-    body = (head + question + middle + str(time.time_ns()) + tail).encode("utf-8")
+    opening, head, middle, tail = message_parts()
+    body = (opening + OPENID + head + question + middle + str(time.time_ns()) + tail).encode("utf-8")
     req = urllib.request.Request(url, data=body, headers={"Content-Type": "text/xml"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         text = resp.read().decode("utf-8")
@@ -261,12 +268,14 @@ def run_wrk(url: str, folder: Path, seconds: int, connections: int,
             max_requests: int, threads: int, master: int,
             questions: tuple[str, ...]) -> dict[str, float]:
     """One wrk run; returns req/s, p50/p99 in ms, server CPU ms per request, errors, XML replies."""
-    head, middle, tail = message_parts()
+    opening, head, middle, tail = message_parts()
     listed = ", ".join(f"[==[{q}]==]" for q in questions)
     script = folder / f"post-{time.time_ns()}.lua"
     queries = folder / f"queries-{time.time_ns()}-"
     write_queries(queries, threads, min(max_requests, seconds * QUERIES_PER_THREAD_SECOND))
-    script.write_text(LUA.replace("__HEAD__", head).replace("__MIDDLE__", middle)
+    script.write_text(LUA.replace("__OPEN__", opening).replace("__HEAD__", head)
+                      .replace("__USER__", OPENID + "-").replace("__USERS__", str(USERS))
+                      .replace("__MIDDLE__", middle)
                       .replace("__TAIL__", tail).replace("__QUESTIONS__", listed)
                       .replace("__QUERIES__", str(queries)).replace("__RUN__", str(time.time_ns()))
                       .replace("__MAX__", str(max_requests)), encoding="utf-8")
