@@ -8,6 +8,7 @@ import hmac
 import logging
 import os
 import re
+import unicodedata
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -16,13 +17,26 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-# Mainland mobile numbers and 18-character ID numbers, as people type them (the digits
-# may be full-width or split by spaces and dashes, which the masking must see through).
-_PHONE = re.compile(r"(?<![0-9０-９])1[3-9０-９][0-9０-９](?:[\s\-]*[0-9０-９]){8}(?![0-9０-９])")
-_ID = re.compile(r"(?<![0-9０-９])[1-9１-９](?:[\s\-]*[0-9０-９]){16}[\s\-]*[0-9０-９xX](?![0-9０-９])")
-# Eleven digits in a row (separators allowed): the least either kind needs. Most texts have
+# Phone and ID numbers in every form the validators accept, and near misses (10-digit
+# phones, 17-digit IDs): any Unicode digit (full-width, mathematical), the Chinese digits
+# voice input writes, and spaces, dashes, dots, underscores or middle dots between them.
+_DIGIT = r"[\d零〇幺一二两三四五六七八九]"
+_SEP = r"[\s\-‐‑–—_.·・－．＿]"
+_ID = re.compile(rf"(?<!{_DIGIT}){_DIGIT}(?:{_SEP}*{_DIGIT}){{16}}(?:{_SEP}*[\dxXｘＸ])?(?!{_DIGIT})")
+# A phone starts with 1, in whichever script: _phone() checks that.
+_PHONE = re.compile(rf"(?:(?<!{_DIGIT})(?:\+|＋)?[8８][6６]{_SEP}*|(?<!{_DIGIT})){_DIGIT}"
+                    rf"(?:{_SEP}*{_DIGIT}){{9,10}}(?!{_DIGIT})")
+# Ten digits in a row (separators allowed): the least either kind needs. Most texts have
 # none, and one scan for this is cheaper than the two full ones.
-_LONG_NUMBER = re.compile(r"[0-9０-９](?:[\s\-]*[0-9０-９]){10}")
+_LONG_NUMBER = re.compile(rf"{_DIGIT}(?:{_SEP}*{_DIGIT}){{9}}")
+_SPOKEN = str.maketrans("零〇幺一二两三四五六七八九ｘx", "0011223456789XX")
+
+
+def _digits(typed: str) -> str:
+    """The number as digits: ASCII, separators gone, a +86 / 86 prefix dropped."""
+    plain = unicodedata.normalize("NFKC", typed).translate(_SPOKEN)
+    plain = re.sub(r"[^0-9X]", "", plain)
+    return plain[2:] if typed.lstrip(" +＋").startswith(("86", "８６")) and len(plain) > 11 else plain
 
 
 def mask_phone(phone: str) -> str:
@@ -39,8 +53,13 @@ def mask_text(text: str) -> str:
     """Mask every phone or ID number found in free text (for logs and the message log)."""
     if not _LONG_NUMBER.search(text):
         return text
-    text = _ID.sub(lambda m: mask_id(re.sub(r"[\s\-]", "", m.group())), text)
-    return _PHONE.sub(lambda m: mask_phone(re.sub(r"[\s\-]", "", m.group())), text)
+    text = _ID.sub(lambda m: mask_id(_digits(m.group())), text)
+    return _PHONE.sub(_phone, text)
+
+
+def _phone(match: re.Match[str]) -> str:
+    digits = _digits(match.group())
+    return mask_phone(digits) if digits.startswith("1") else match.group()
 
 
 class RedactingFormatter(logging.Formatter):
