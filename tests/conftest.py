@@ -11,6 +11,7 @@ from flask import Flask
 from bot import create_app as _create_app
 from bot.knowledge.live import Library
 from bot.settings import Settings, settings_from_dict
+from bot.storage import engine
 from tests import wx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +48,14 @@ def create_app(settings: Settings) -> Flask:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
+
+
+@pytest.fixture
+def database(settings: Settings):
+    """A connection to the test's database file (the app's, once an app made it)."""
+    database = engine.connect(settings.storage.database)
+    yield database
+    database.close()
 
 
 @pytest.fixture

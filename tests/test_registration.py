@@ -65,13 +65,6 @@ def app(settings, clock):
     app.extensions["bot"].close()
 
 
-@pytest.fixture
-def database(settings):
-    database = engine.connect(settings.storage.database)
-    yield database
-    database.close()
-
-
 def as_person(turns: list[tuple[str, str]], n: int) -> list[tuple[str, str]]:
     """The same conversation by another person: own ID card number."""
     return [(make_id(n) if said in (ID, make_id(999)) else said, expected) for said, expected in turns]

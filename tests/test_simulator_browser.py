@@ -10,7 +10,7 @@ from playwright.sync_api import Browser, Page, expect
 from werkzeug.serving import make_server
 
 from bot import create_app
-from bot.storage import engine, push
+from bot.storage import push
 from tests.conftest import make_settings
 
 PHONE = {"width": 375, "height": 667}
@@ -49,13 +49,6 @@ def page(browser: Browser, base_url: str) -> Iterator[Page]:
     page.goto(base_url + "/simulator")
     yield page
     context.close()
-
-
-@pytest.fixture
-def database(settings):
-    database = engine.connect(settings.storage.database)
-    yield database
-    database.close()
 
 
 def bot_bubbles(page: Page):

@@ -41,13 +41,6 @@ def app(settings):
     app.extensions["bot"].close()
 
 
-@pytest.fixture
-def database(settings):
-    database = engine.connect(settings.storage.database)
-    yield database
-    database.close()
-
-
 def register(client, openid: str, n: int, course: str = "茶叶") -> str:
     """One person's training registration through the chat; returns its reference."""
     chat = Chat(client, openid)
