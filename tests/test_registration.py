@@ -280,6 +280,16 @@ def test_asking_for_a_person_mid_form_reaches_staff_and_the_form_waits(chat, dat
     assert "张三" in summary and "高山蔬菜" in summary
 
 
+@pytest.mark.parametrize("asked", ["我想找个工作人员问问", "能不能让人工客服跟我说"])
+def test_asking_for_a_person_in_ones_own_words_mid_form_is_a_hand_off_too(chat, database, asked):
+    converse(chat, TRAINING_TO_SUMMARY[:3])
+    human = chat.say(asked)
+    assert "人工客服" in human and "培训报名已暂停" in human and "继续报名" in human
+    assert [r["openid"] for r in staff.open_handoffs(database)] == [chat.openid]
+    resumed = chat.say("继续报名")
+    assert resumed.endswith("请输入您的手机号（11位数字）。")
+
+
 # --- dialogue control --------------------------------------------------------------------
 
 def test_cancel_asks_first_then_ends_the_form(chat, database):

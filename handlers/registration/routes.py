@@ -31,6 +31,8 @@ from handlers.registration.submit import LOAN, TITLE, TRAINING, describe, profil
 
 router = Router()
 
+HUMAN_TOPIC = "service.human"  # asked for in words mid-form: handed off like 转人工
+
 TRAINING_WORDS = ("我要报名培训", "报名培训", "培训报名", "我要报名", "报名", "我要培训")
 LOAN_WORDS = ("我要申请贷款", "申请贷款", "贷款申请", "我要贷款")
 STATUS_WORDS = ("查询进度", "我的申请", "进度", "查进度", "查询申请", "申请进度")
@@ -123,7 +125,7 @@ def continue_form(inbound: Inbound, ctx: Context) -> Reply | None:
     dialogue = engine.active(ctx, inbound.openid)
     if dialogue is None:
         return None
-    reply = _advance(dialogue, inbound.text, ctx)
+    reply = _advance(dialogue, inbound, ctx)
     engine.keep(ctx, dialogue)
     return reply
 
@@ -219,9 +221,10 @@ def _cancelled(d: Dialogue, ctx: Context) -> Reply:
                       f"需要时回复“{START_WORD[d.form]}”重新开始。")
 
 
-def _advance(d: Dialogue, raw: str, ctx: Context) -> Reply:
+def _advance(d: Dialogue, inbound: Inbound, ctx: Context) -> Reply:
     """Apply one message to the active dialogue; the caller keeps it."""
     form = FORMS[d.form]
+    raw = inbound.text
     text = plain(raw)
     if d.cancelling:
         if text in YES_WORDS:
@@ -242,11 +245,11 @@ def _advance(d: Dialogue, raw: str, ctx: Context) -> Reply:
         if text in NO_WORDS:
             return Reply(text="好的，请重新输入。\n\n" + prompt(d, ctx))
     if d.step == SUMMARY:
-        return _at_summary(d, text, raw, ctx)
+        return _at_summary(d, text, inbound, ctx)
     check = engine.give(form, d, trimmed(raw), ctx)
     if check.ok:
         return Reply(text=check.confirm) if check.confirm else _next(d, ctx)
-    answered = None if check.attempted else _policy_answer(raw, d, ctx)
+    answered = None if check.attempted else _policy_answer(inbound, d, ctx)
     if answered is not None:
         engine.forgive(d)
         return answered
@@ -258,7 +261,7 @@ def _advance(d: Dialogue, raw: str, ctx: Context) -> Reply:
     return Reply(text=hint + "\n\n" + prompt(d, ctx))
 
 
-def _at_summary(d: Dialogue, text: str, raw: str, ctx: Context) -> Reply:
+def _at_summary(d: Dialogue, text: str, inbound: Inbound, ctx: Context) -> Reply:
     form = FORMS[d.form]
     if text in CONFIRM_WORDS:
         done = submit(d, ctx)
@@ -269,7 +272,7 @@ def _at_summary(d: Dialogue, text: str, raw: str, ctx: Context) -> Reply:
     if target is not None and (EDIT_PREFIX.match(text) or text.isdigit() or len(text) <= 6):
         engine.edit(d, target.key)
         return Reply(text=f"好的，修改{target.label}。\n\n" + prompt(d, ctx))
-    answered = _policy_answer(raw, d, ctx)
+    answered = _policy_answer(inbound, d, ctx)
     if answered is not None:
         return answered
     return Reply(text="请回复“确认”提交；要修改某一项，回复“修改”加项目名（如“修改手机号”）或项目编号。\n\n"
@@ -280,11 +283,15 @@ def _next(d: Dialogue, ctx: Context) -> Reply:
     return Reply(text=prompt(d, ctx))
 
 
-def _policy_answer(raw: str, d: Dialogue, ctx: Context) -> Reply | None:
-    """A policy question asked mid-form: answer it, then repeat the pending question."""
-    match = ctx.library.match(raw)
+def _policy_answer(inbound: Inbound, d: Dialogue, ctx: Context) -> Reply | None:
+    """A policy question asked mid-form: answer it, then repeat the pending question. Asking
+    for a person in one's own words does what 转人工 does: the hand-off, the form paused."""
+    match = ctx.library.match(inbound.text)
     if match.band != "answer" or match.topic_id is None:
         return None
+    if match.topic_id == HUMAN_TOPIC:
+        from handlers import services  # services imports this package at load time
+        return services.hand_to_staff(inbound, ctx)
     return Reply(text=ctx.library.answer_text(match.topic_id)
                  + f"\n\n——\n接着填{TITLE[d.form]}：\n" + prompt(d, ctx),
                  topic=match.topic_id, band=match.band)
