@@ -12,7 +12,8 @@ from handlers.registration.checks import plain
 router = Router()
 
 HUMAN_WORDS = ("转人工", "人工", "人工客服", "找人工", "真人", "客服", "找工作人员")
-_NOTHING_TO_CANCEL = "现在没有正在填写的内容。回复“菜单”看看还能帮您办什么。"
+_NOTHING_TO_CANCEL = ("现在没有正在填写的内容。要撤回已经提交的申请，请回复“撤回申请”；"
+                      "回复“菜单”看看还能帮您办什么。")
 
 
 @router.add(lambda m: m.kind == "text" and plain(m.text) in registration.CANCEL_WORDS)

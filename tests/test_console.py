@@ -694,6 +694,12 @@ def test_loan_details_read_in_chinese(reg_client):
     assert "running" not in detail
 
 
+def test_an_application_links_to_its_applicants_page_by_name(reg_client):
+    px, _ = apply_both(reg_client)
+    detail = reg_client.get(f"/admin/applications/{px}").get_data(as_text=True)
+    assert '<a href="/admin/people/o-zhang">张三</a>' in detail
+
+
 def test_unknown_status_is_refused_and_nobody_is_told(reg_client):
     px, _ = apply_both(reg_client)
     token = page_token(reg_client, f"/admin/applications/{px}")

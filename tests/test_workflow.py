@@ -162,7 +162,8 @@ def test_a_reference_number_leads_to_the_confirmation(client, database):
 
 def test_cancel_words_mean_the_form_while_one_is_open(client, database):
     chat = Chat(client, "o-a")
-    assert "现在没有正在填写的内容" in chat.say("取消")
+    nothing = chat.say("取消")
+    assert "现在没有正在填写的内容" in nothing and "撤回申请" in nothing
     assert "没有正在办理的申请" in chat.say("取消申请")
     ref = register(client, "o-a", 1, "高山")
     converse(chat, [("申请贷款", "多少贷款")])
