@@ -10,7 +10,7 @@ from bot.storage import staff
 
 def signed_in_staff() -> str | None:
     """The name of the staff member whose console session this request carries, or None
-    (no session, signed out since, or the account removed)."""
+    (no session, signed out since, the account disabled or removed)."""
     carried: SessionMixin | None
     if request.path.startswith("/admin"):
         carried = session
@@ -21,6 +21,7 @@ def signed_in_staff() -> str | None:
         return None
     name = carried.get("staff")
     account = staff.get_staff(get_db(), name) if name else None
-    if account is None or carried.get("since", 0) <= (account["sessions_valid_after"] or 0):
+    if (account is None or account["disabled_at"]
+            or carried.get("since", 0) <= (account["sessions_valid_after"] or 0)):
         return None
     return name

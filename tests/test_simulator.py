@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.storage import engine, staff
 from tests.conftest import create_app, make_settings
 from tests.test_console import add_staff, sign_in
 
@@ -46,6 +47,17 @@ def test_turned_on_in_production_it_is_for_signed_in_staff_only(production):
     assert sign_in(client).status_code == 302
     assert client.get("/simulator").status_code == 200
     assert "请回复数字选择" in send(client).get_json()["reply"]
+
+
+def test_a_disabled_staff_account_loses_the_production_simulator_at_once(production):
+    app = production(in_production=True)
+    client = app.test_client()
+    add_staff(app)
+    assert sign_in(client).status_code == 302
+    assert send(client).status_code == 200
+    database = engine.connect(app.extensions["bot"].settings.storage.database)
+    assert staff.set_staff_disabled(database, "wang", True)
+    assert send(client).status_code == 401
 
 
 def test_in_demo_mode_it_needs_no_sign_in(client):

@@ -31,6 +31,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from bot import current_runtime, get_db
+from bot.auth import signed_in_staff
 from bot.clock import CHINA_TZ
 from bot.privacy import load_or_create_key
 from bot.storage import staff
@@ -126,10 +127,8 @@ def require_login() -> Response | tuple[Response, int] | None:
     """Refuse anyone not signed in, then any state change without the CSRF token."""
     g.staff = None
     if request.endpoint not in PUBLIC_ENDPOINTS:
-        name = session.get("staff")
-        account = staff.get_staff(get_db(), name) if name else None
-        if (account is None or account["disabled_at"]
-                or session.get("since", 0) <= (account["sessions_valid_after"] or 0)):
+        name = signed_in_staff()
+        if name is None:
             session.pop("staff", None)
             if _is_api():
                 return jsonify(error="请先登录"), 401
