@@ -338,12 +338,7 @@ def staff_list(settings: Settings) -> None:
 @click.pass_obj
 def staff_disable(settings: Settings, name: str) -> None:
     """Stop an account signing in and end its sessions. Example: python run.py staff disable wang"""
-    from bot.storage import staff
-
-    with _staff_db(settings) as database:
-        if not staff.set_staff_disabled(database, name, True):
-            raise click.ClickException(f"没有后台账号 {name}")
-        staff.audit(database, "cli", "停用后台账号", name)
+    _set_disabled(settings, name, True)
     click.echo(f"已停用后台账号 {name}，已登录的页面也已退出")
 
 
@@ -352,13 +347,17 @@ def staff_disable(settings: Settings, name: str) -> None:
 @click.pass_obj
 def staff_enable(settings: Settings, name: str) -> None:
     """Let a disabled account sign in again. Example: python run.py staff enable wang"""
+    _set_disabled(settings, name, False)
+    click.echo(f"已启用后台账号 {name}")
+
+
+def _set_disabled(settings: Settings, name: str, disabled: bool) -> None:
     from bot.storage import staff
 
     with _staff_db(settings) as database:
-        if not staff.set_staff_disabled(database, name, False):
+        if not staff.set_staff_disabled(database, name, disabled):
             raise click.ClickException(f"没有后台账号 {name}")
-        staff.audit(database, "cli", "启用后台账号", name)
-    click.echo(f"已启用后台账号 {name}")
+        staff.audit(database, "cli", "停用后台账号" if disabled else "启用后台账号", name)
 
 
 @cli.group()

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask
+from werkzeug.serving import make_server
 
 from bot import create_app as _create_app
 from bot.knowledge.live import Library
@@ -132,3 +135,16 @@ def browser():
         launched = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield launched
         launched.close()
+
+
+@contextlib.contextmanager
+def serving(app: Flask) -> Iterator[str]:
+    """The app on 127.0.0.1 (werkzeug, port 0, in a thread) while the block runs; its URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()

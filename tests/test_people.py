@@ -180,13 +180,20 @@ def test_hand_off_queue_shows_the_last_messages_open_form_and_application(staff_
 # --- staff accounts -------------------------------------------------------------------
 
 
+def staff_command(tmp_path):
+    """`run.py staff …` on the test's database: run("list"), run("add", "li", text=…)."""
+    config = tmp_path / "config.toml"
+    config.write_text(f'[storage]\ndatabase = "{tmp_path / "bot.db"}"\n', encoding="utf-8")
+
+    def run(*args, text=None):
+        return CliRunner().invoke(cli, ["--config", str(config), "staff", *args], input=text)
+    return run
+
+
 def test_staff_disable_ends_sessions_and_sign_in_until_enabled(tmp_path):
     app = create_app(make_settings(tmp_path))
     try:
-        config = tmp_path / "config.toml"
-        config.write_text(f'[storage]\ndatabase = "{tmp_path / "bot.db"}"\n', encoding="utf-8")
-        def run(*args, text=None):
-            return CliRunner().invoke(cli, ["--config", str(config), "staff", *args], input=text)
+        run = staff_command(tmp_path)
         client = signed_in(app)
         assert client.get("/admin/").status_code == 200
         result = run("disable", "wang")
@@ -213,10 +220,7 @@ def test_staff_disable_ends_sessions_and_sign_in_until_enabled(tmp_path):
 def test_staff_reset_password_ends_sessions_and_asks_nothing_for_an_unknown_name(tmp_path):
     app = create_app(make_settings(tmp_path))
     try:
-        config = tmp_path / "config.toml"
-        config.write_text(f'[storage]\ndatabase = "{tmp_path / "bot.db"}"\n', encoding="utf-8")
-        def run(*args, text=None):
-            return CliRunner().invoke(cli, ["--config", str(config), "staff", *args], input=text)
+        run = staff_command(tmp_path)
         unknown = run("reset-password", "nobody")
         assert unknown.exit_code != 0 and "没有后台账号 nobody" in unknown.output
         assert "新密码" not in unknown.output

@@ -1,17 +1,15 @@
 """The simulator page in headless Chromium: typing, the custom menu, pushed messages."""
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from werkzeug.serving import make_server
 
 from bot import create_app
 from bot.storage import push
-from tests.conftest import make_settings
+from tests.conftest import make_settings, serving
 
 PHONE = {"width": 375, "height": 667}
 # Markup in a configured value that ends up in a reply: it must be shown, not run.
@@ -33,12 +31,8 @@ def settings(tmp_path: Path):
 @pytest.fixture
 def base_url(settings) -> Iterator[str]:
     app = create_app(settings)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
+    with serving(app) as url:
+        yield url
     app.extensions["bot"].close()
 
 
@@ -157,21 +151,17 @@ def test_page_fits_a_phone_screen(page: Page):
 
 def test_without_a_custom_menu_the_input_shows_at_once(browser: Browser, tmp_path: Path):
     app = create_app(make_settings(tmp_path))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     context = browser.new_context(viewport=PHONE)
     try:
-        page = context.new_page()
-        page.goto(f"http://127.0.0.1:{server.server_port}/simulator")
-        expect(page.locator(".menubar")).to_have_count(0)
-        page.locator("#text").fill("菜单")
-        page.get_by_role("button", name="发送").click()
-        expect(bot_bubbles(page).last).to_contain_text("请回复数字选择")
+        with serving(app) as url:
+            page = context.new_page()
+            page.goto(f"{url}/simulator")
+            expect(page.locator(".menubar")).to_have_count(0)
+            page.locator("#text").fill("菜单")
+            page.get_by_role("button", name="发送").click()
+            expect(bot_bubbles(page).last).to_contain_text("请回复数字选择")
     finally:
         context.close()
-        server.shutdown()
-        thread.join()
         app.extensions["bot"].close()
 
 

@@ -3,16 +3,14 @@ a voice message and is recognised in demo mode; the upload route's refusals."""
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from werkzeug.serving import make_server
 
-from tests.conftest import create_app, make_settings
+from tests.conftest import create_app, make_settings, serving
 from tests.test_simulator_browser import PHONE
 from tests.test_voice import RECOGNISER, make_audio
 
@@ -36,12 +34,8 @@ def app(settings):
 
 @pytest.fixture
 def base_url(app) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
+    with serving(app) as url:
+        yield url
 
 
 def test_a_picked_audio_file_is_heard_and_answered(browser: Browser, base_url: str, tmp_path, settings):
